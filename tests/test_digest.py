@@ -26,7 +26,7 @@ from pbxd.sip.digest import (
 RFC2617_AUTHORIZATION = (
     'Digest username="Mufasa",\r\n realm="testrealm@host.com",\r\n'
     ' nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093",\r\n uri="/dir/index.html",\r\n'
-    " qop=auth,\r\n nc=00000001,\r\n cnonce=\"0a4f113b\",\r\n"
+    ' qop=auth,\r\n nc=00000001,\r\n cnonce="0a4f113b",\r\n'
     ' response="6629fae49393a05397450978507c4ef1",\r\n'
     ' opaque="5ccc069c403ebaf9f0171e9517f40e41"'
 )
