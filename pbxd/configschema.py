@@ -1,0 +1,272 @@
+"""The typed configuration objects (layer 1, pure: stdlib and layer 0 only).
+
+Every section of ``etc/config.yml`` is a frozen dataclass with defaults; the
+whole file is a :class:`Config`. They are built and validated by
+:func:`pbxd.config.parse_config` / :func:`pbxd.config.load_config`: build them
+that way, because the defaults here are not yet resolved against a directory
+(``PBXConfig.state_dir`` is ``"var"``, the store URL is relative).
+
+See ``docs/configuration.md`` for what each key does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from pbxd import __version__
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSpec:
+    """One SIP (or admin) listener parsed from an endpoint string.
+
+    ``transport`` is ``'UDP'``, ``'TCP'`` or ``'TLS'``; ``interface`` is an IP
+    literal without brackets or ``""`` for all interfaces; ``endpoint`` is the
+    string as written in the file; ``options`` holds the other ``name=value``
+    parts of a Twisted endpoint string (``backlog``, ``privateKey`` ...).
+    """
+
+    transport: str
+    port: int
+    interface: str = ""
+    endpoint: str = ""
+    options: tuple[tuple[str, str], ...] = ()
+
+
+DEFAULT_LISTEN = (
+    ListenSpec("UDP", 5060, "", "udp:5060"),
+    ListenSpec("TCP", 5060, "", "tcp:5060"),
+    ListenSpec("TLS", 5061, "", "tls:5061"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PBXConfig:
+    """``pbx:`` identity of the server and where it keeps its state."""
+
+    realm: str = "pbxd.local"
+    state_dir: str = "var"
+    external_address: str | None = None
+    user_agent: str = f"pbxd/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """``sip.tls:`` certificate and policy for TLS listeners.
+
+    ``certificate`` / ``private_key`` are ``"auto"`` (a self-signed pair is made
+    in ``state_dir``) or absolute paths of readable PEM files.
+    """
+
+    certificate: str = "auto"
+    private_key: str = "auto"
+    ca_file: str | None = None
+    verify_client: bool = False
+    min_version: str = "1.2"
+
+    @property
+    def auto(self) -> bool:
+        """True when pbxd makes its own self-signed certificate."""
+        return self.certificate == "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """``sip.timers:`` RFC 3261 T1, T2 and T4 in seconds."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class SIPConfig:
+    """``sip:`` listeners, TLS, transaction timers and limits."""
+
+    listen: tuple[ListenSpec, ...] = DEFAULT_LISTEN
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    timers: Timers = field(default_factory=Timers)
+    max_message_size: int = 65535
+
+    def listeners(self, transport: str) -> tuple[ListenSpec, ...]:
+        """The listeners of one transport (``'UDP'``, ``'TCP'`` or ``'TLS'``)."""
+        return tuple(spec for spec in self.listen if spec.transport == transport)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarConfig:
+    """``registrar:`` binding lifetimes, limits, NAT handling and qualify (OPTIONS pings)."""
+
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    max_contacts: int = 10
+    nat: str = "auto"  # 'auto' | 'always' | 'never'
+    qualify_interval: float = 30.0  # 0 disables
+    qualify_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RTPConfig:
+    """``rtp:`` where media is anchored."""
+
+    address: str = "0.0.0.0"
+    port_range: tuple[int, int] = (10000, 20000)
+    timeout: float = 30.0  # seconds without media that end a call; 0 disables
+
+
+@dataclass(frozen=True, slots=True)
+class CallsConfig:
+    """``calls:`` call-control limits."""
+
+    no_answer_timeout: float = 30.0
+    max_forwards: int = 70
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """``security.rate_limit:`` at most ``requests`` per ``window`` seconds per source."""
+
+    requests: int = 200  # 0 disables
+    window: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    """``security:`` authentication, bans and flood limits."""
+
+    require_authentication: bool = True
+    max_failed_attempts: int = 5  # 0 disables banning
+    failure_window: float = 60.0
+    ban_duration: float = 300.0
+    trusted_networks: tuple[IPNetwork, ...] = ()
+    digest_algorithms: tuple[str, ...] = ("MD5",)
+    nonce_lifetime: float = 300.0
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+
+    def is_trusted(self, address: str) -> bool:
+        """True if ``address`` (an IP literal) is inside one of ``trusted_networks``."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip.version == net.version and ip in net for net in self.trusted_networks)
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    """One ``extensions:`` entry: a SIP account. At least one credential is set."""
+
+    number: str
+    name: str = ""
+    password: str | None = None
+    ha1: str | None = None  # 32 lower-case hex: MD5(number:realm:password)
+    ha1_sha256: str | None = None  # 64 lower-case hex: SHA-256(number:realm:password)
+    context: str = "default"
+    max_contacts: int | None = None  # None: registrar.max_contacts
+    voicemail_pin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One dialplan step: an application name and its arguments (any YAML value, or None)."""
+
+    app: str
+    args: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One dialplan rule: a pattern and the steps run when it matches."""
+
+    match: str
+    steps: tuple[Step, ...]
+
+
+def default_dialplan() -> Mapping[str, tuple[Rule, ...]]:
+    """The dialplan used when the file has no ``dialplan:`` (fresh objects each call)."""
+    return MappingProxyType(
+        {
+            "default": (
+                Rule(
+                    "_1XXX",
+                    (
+                        Step("dial", {"to": "${EXTEN}", "timeout": 20}),
+                        Step("voicemail", {"box": "${EXTEN}"}),
+                    ),
+                ),
+                Rule("*43", (Step("answer"), Step("echo"))),
+            )
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """An admin API bearer token. Only its SHA-256 (lower-case hex) is kept."""
+
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """``admin:`` the JSON API and web page. ``listen`` None disables it."""
+
+    listen: str | None = "tcp:8080:interface=127.0.0.1"
+    tokens: tuple[AdminToken, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """``store:`` the database. After parsing, a SQLite URL holds an absolute path."""
+
+    url: str = "sqlite:pbxd.sqlite"
+
+    @property
+    def kind(self) -> str:
+        """``'sqlite'`` or ``'postgresql'``."""
+        return "sqlite" if self.url.startswith("sqlite:") else "postgresql"
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite database file (or ``':memory:'``), None for PostgreSQL."""
+        return self.url[len("sqlite:") :] if self.kind == "sqlite" else None
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailConfig:
+    """``voicemail:`` limits and where greetings are found."""
+
+    max_message_seconds: float = 180.0
+    min_message_seconds: float = 1.0
+    max_messages: int = 100
+    greeting_dir: str | None = None  # absolute after parsing
+
+
+def _no_extensions() -> Mapping[str, Extension]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. ``source`` is the path of the file as given (for reload)."""
+
+    source: str = "<config>"
+    pbx: PBXConfig = field(default_factory=PBXConfig)
+    sip: SIPConfig = field(default_factory=SIPConfig)
+    registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
+    rtp: RTPConfig = field(default_factory=RTPConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    extensions: Mapping[str, Extension] = field(default_factory=_no_extensions)
+    dialplan: Mapping[str, tuple[Rule, ...]] = field(default_factory=default_dialplan)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
+    plugins: tuple[str, ...] = ()

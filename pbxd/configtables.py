@@ -1,0 +1,154 @@
+"""The configuration's tables: extensions, dialplan contexts, admin tokens (layer 1, pure).
+
+Helpers of :mod:`pbxd.config`; each function takes the YAML value and its
+dotted key and returns frozen objects of :mod:`pbxd.configschema`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from pbxd import configvalues as v
+from pbxd.configschema import AdminConfig, AdminToken, Extension, Rule, Step
+from pbxd.errors import ConfigError
+
+NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_APP = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_PIN = re.compile(r"[0-9]+")
+_EXTENSION_KEYS = ("name", "password", "ha1", "ha1_sha256", "context", "max_contacts", "voicemail_pin")
+
+
+def _name(value: Any, key: str, what: str) -> str:
+    """A mapping key that names something: a token; YAML integers (1000) become strings."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise ConfigError(f"{key}.{value}", f"{value!r} is not a valid {what} (letters, digits, _ . -)")
+    return value
+
+
+def extensions(value: Any, key: str, *, dialplan: Mapping[str, Any],
+               algorithms: tuple[str, ...]) -> Mapping[str, Extension]:
+    """``extensions:`` number -> Extension, checked against the dialplan's contexts and
+    the digest algorithms offered (an extension must be able to authenticate)."""
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"expected a mapping of numbers to extensions, got {v.describe(value)}")
+    result: dict[str, Extension] = {}
+    for raw_number, body in value.items():
+        number = _name(raw_number, key, "extension number")
+        if number in result:
+            raise ConfigError(f"{key}.{number}", "duplicate extension (given as a number and a string?)")
+        result[number] = ext = _extension(number, body, f"{key}.{number}")
+        if ext.context not in dialplan:
+            raise ConfigError(f"{key}.{number}.context", f"unknown dialplan context {ext.context!r}")
+        usable = (ext.password is not None or (ext.ha1 is not None and "MD5" in algorithms)
+                  or (ext.ha1_sha256 is not None and "SHA-256" in algorithms))
+        if not usable:
+            raise ConfigError(f"{key}.{number}", "its ha1 does not match any of"
+                              f" security.digest_algorithms ({', '.join(algorithms)})")
+    return MappingProxyType(result)
+
+
+def _extension(number: str, body: Any, key: str) -> Extension:
+    s = v.Section(body, key, _EXTENSION_KEYS)
+
+    def pin(item: Any, pin_key: str) -> str:
+        if isinstance(item, int) and not isinstance(item, bool) and item >= 0:
+            item = str(item)
+        return v.string(item, pin_key, pattern=_PIN, what="a PIN of digits")
+
+    ext = Extension(
+        number=number,
+        name=s.get("name", v.string, number),
+        password=s.get("password", v.string, None),
+        ha1=s.get("ha1", v.hex_digest, None, length=32),
+        ha1_sha256=s.get("ha1_sha256", v.hex_digest, None, length=64),
+        context=s.get("context", v.string, "default", pattern=NAME, what="a context name"),
+        max_contacts=s.get("max_contacts", v.optional(v.integer), None, low=1, high=1000),
+        voicemail_pin=s.get("voicemail_pin", v.optional(pin), None),
+    )
+    if ext.password is None and ext.ha1 is None and ext.ha1_sha256 is None:
+        raise ConfigError(key, "needs a credential: password, ha1 or ha1_sha256")
+    return ext
+
+
+def dialplan(value: Any, key: str) -> Mapping[str, tuple[Rule, ...]]:
+    """``dialplan:`` context -> rules. Only the structure is checked here; application
+    names and patterns are checked by the dialplan engine."""
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"expected a mapping of contexts to rules, got {v.describe(value)}")
+    contexts: dict[str, tuple[Rule, ...]] = {}
+    for raw_name, rules in value.items():
+        name = _name(raw_name, key, "context name")
+        ctx_key = f"{key}.{name}"
+        parsed: list[Rule] = []
+        where: dict[str, int] = {}
+        for i, rule in enumerate(v.items(rules, ctx_key)):
+            parsed.append(_rule(rule, f"{ctx_key}[{i}]"))
+            match = parsed[-1].match
+            if match in where:
+                raise ConfigError(f"{ctx_key}[{i}].match", f"duplicate match {match!r}"
+                                  f" (already in {ctx_key}[{where[match]}])")
+            where[match] = i
+        contexts[name] = tuple(parsed)
+    return MappingProxyType(contexts)
+
+
+def _rule(value: Any, key: str) -> Rule:
+    s = v.Section(value, key, ("match", "do"))
+
+    def match(item: Any, match_key: str) -> str:
+        if isinstance(item, int) and not isinstance(item, bool):
+            item = str(item)
+        return v.string(item, match_key)
+
+    steps = [_step(step, f"{key}.do[{i}]") for i, step in enumerate(s.require("do", v.items))]
+    if not steps:
+        raise ConfigError(s.sub("do"), "a rule needs at least one step")
+    return Rule(match=s.require("match", match), steps=tuple(steps))
+
+
+def _step(value: Any, key: str) -> Step:
+    if isinstance(value, str):
+        return Step(v.string(value, key, pattern=_APP, what="an application name"))
+    if isinstance(value, Mapping) and len(value) == 1:
+        ((app, args),) = value.items()
+        return Step(v.string(app, key, pattern=_APP, what="an application name"), args)
+    raise ConfigError(key, "a step is an application name or a one-key mapping {app: args},"
+                      f" got {v.describe(value)}")
+
+
+def admin(value: Any) -> AdminConfig:
+    """``admin:`` the API listener (a tcp:/tcp6:/ssl: endpoint or null) and its tokens."""
+    s, d = v.Section(value, "admin", ("listen", "tokens")), AdminConfig()
+
+    def listen(item: Any, key: str) -> str:
+        return v.listen_spec(item, key, types=v.STREAM_LISTEN_TYPES).endpoint
+
+    tokens: list[AdminToken] = []
+    for i, item in enumerate(v.items(s.data.get("tokens"), "admin.tokens")):
+        key = f"admin.tokens[{i}]"
+        t = v.Section(item, key, ("name", "token", "sha256"))
+        name = t.require("name", v.string, pattern=NAME, what="a token name")
+        if ("token" in t.data) == ("sha256" in t.data):
+            raise ConfigError(key, "give exactly one of token or sha256")
+        if "token" in t.data:
+            secret = t.require("token", v.string)
+            if len(secret) < 16:
+                raise ConfigError(t.sub("token"), "a token must be at least 16 characters")
+            digest = hashlib.sha256(secret.encode()).hexdigest()
+        else:
+            digest = t.require("sha256", v.hex_digest, length=64)
+        for other in tokens:
+            if other.name == name or other.sha256 == digest:
+                raise ConfigError(key, f"duplicate token (same name or secret as {other.name!r})")
+        tokens.append(AdminToken(name, digest))
+    return AdminConfig(listen=s.get("listen", v.optional(listen), d.listen), tokens=tuple(tokens))
