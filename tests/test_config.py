@@ -211,6 +211,29 @@ def test_listen_forms_parse_to_transport_port_and_interface(text, expected):
     assert spec.endpoint == text
 
 
+def test_ipv6_interface_with_escaped_colons_loads_from_unquoted_yaml(tmp_path):
+    path = write(tmp_path, "sip:\n  listen:\n    - tcp:5060:interface=\\:\\:1\n    - 'udp:5060:interface=\\:\\:1'\n")
+    specs = load_config(path).sip.listen
+    assert [(s.transport, s.interface) for s in specs] == [("TCP", "::1"), ("UDP", "::1")]
+    assert specs[0].endpoint == "tcp:5060:interface=\\:\\:1"
+
+
+@pytest.mark.parametrize("text", [
+    "tcp:5060:interface=\\:\\:1",
+    "tcp:port=5070:interface=127.0.0.1:backlog=10",
+    "tcp6:5072:interface=2001\\:db8\\:\\:5",
+    "ssl:5063:privateKey=k.pem:backlog=5",
+])
+def test_stream_endpoint_parsing_agrees_with_twisted_tokenizer(text):
+    from twisted.internet import endpoints  # tests may use Twisted; pbxd.config may not
+
+    args, kwargs = endpoints._parse(text)
+    named = dict(zip(("port", "interface"), args[1:], strict=False)) | kwargs
+    (spec,) = parse_config({"sip": {"listen": [text]}}).sip.listen
+    assert spec.port == int(named["port"])
+    assert spec.interface == named.get("interface", "")
+
+
 def test_listen_keeps_other_endpoint_options():
     (spec,) = parse_config({"sip": {"listen": ["ssl:5063:privateKey=k.pem:backlog=5"]}}).sip.listen
     assert spec == ListenSpec("TLS", 5063, "", "ssl:5063:privateKey=k.pem:backlog=5",
@@ -424,3 +447,11 @@ def test_errors_from_a_loaded_file_name_that_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value).startswith(f"{path}: rtp.port_range[0]: ")
+
+
+def test_every_yaml_example_in_the_configuration_reference_loads(tmp_path):
+    text = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    blocks = text.split("```yaml\n")[1:]
+    assert len(blocks) >= 5
+    for i, block in enumerate(blocks):
+        load_config(write(tmp_path, block.split("```")[0], f"example{i}.yml"))
