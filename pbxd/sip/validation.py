@@ -1,0 +1,186 @@
+"""Request validation (RFC 3261 §8.2) and Via stamping (RFC 3581) (layer 1, pure).
+
+:func:`check_request` answers the question "may a UAS process this request?"
+with either ``None`` or the error response to send. The checks run in a fixed
+order so a request that breaks several rules always gets the same answer:
+
+1. 505 Version Not Supported: the request line is not ``SIP/2.0``.
+2. 416 Unsupported URI Scheme: the Request-URI is not ``sip:``, ``sips:`` or ``tel:``.
+3. 420 Bad Extension: ``Require`` names an option we do not support (the 420
+   lists them in ``Unsupported``). Never for ACK or CANCEL (RFC 3261 §8.2.2.3).
+4. 483 Too Many Hops: ``Max-Forwards: 0``, whatever the method (RFC 3261 §16.3
+   lets a proxy answer OPTIONS itself; as a UAS we follow §8.2 and RFC 4475 zeromf).
+5. 400 Bad Request: a mandatory header (Via, From, To, Call-ID, CSeq) is
+   missing, repeated (From, To, Call-ID, CSeq, Max-Forwards) or unparseable,
+   or the CSeq method differs from the request method. A *missing*
+   Max-Forwards is accepted (RFC 2543 clients omit it, RFC 4475 §3.4.1); an
+   unparseable one is a 400.
+6. 501 Not Implemented: a method we do not know at all.
+7. 405 Method Not Allowed (+ ``Allow``): a known method we do not serve.
+
+The caller must never send the result for an ACK (nothing answers an ACK).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Any
+
+from pbxd.errors import SIPParseError
+from pbxd.sip.message import make_response as _make_response
+
+#: Methods of RFC 3261 and its common extensions; anything else gets 501.
+KNOWN_METHODS: frozenset[str] = frozenset(
+    "INVITE ACK BYE CANCEL OPTIONS REGISTER PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER "
+    "MESSAGE UPDATE".split()
+)
+#: Request-URI schemes a UAS accepts.
+SCHEMES: frozenset[str] = frozenset({"sip", "sips", "tel"})
+#: Headers a request must carry exactly once (Via may repeat).
+SINGLE_HEADERS: tuple[str, ...] = ("From", "To", "Call-ID", "CSeq")
+
+_PARSE_ERRORS = (SIPParseError, ValueError, TypeError, AttributeError, IndexError)
+
+
+def check_request(
+    request: Any,
+    *,
+    supported: Iterable[str] = frozenset(),
+    allowed_methods: Iterable[str] | None = None,
+    served_methods: Iterable[str] | None = None,
+    known_methods: Iterable[str] = KNOWN_METHODS,
+    to_tag: str | None = None,
+) -> Any | None:
+    """The error response for ``request`` per RFC 3261 §8.2, or None if it may be processed.
+
+    ``supported``: option tags we implement (compared case-insensitively).
+    ``served_methods``: methods this server handles (None: all known ones).
+    ``allowed_methods``: what a 405 lists in ``Allow`` (default ``served_methods``).
+    ``to_tag``: the tag added to ``To`` in the error response (RFC 3261 §8.2.6.2).
+    """
+
+    def make_response(status: int, reason: str) -> Any:
+        return _make_response(request, status, reason, to_tag=to_tag)
+
+    method = request.method.upper()
+    if (request.version or "").upper() != "SIP/2.0":
+        return make_response(505, "Version Not Supported")
+    bad_uri = False
+    try:
+        scheme = (request.uri.scheme or "").lower()
+    except _PARSE_ERRORS:
+        scheme = str(getattr(request, "uri_text", "")).partition(":")[0].strip().lower()
+        bad_uri = True
+    if scheme not in SCHEMES:
+        return make_response(416, "Unsupported URI Scheme")
+    if method not in ("ACK", "CANCEL"):
+        unsupported = unsupported_options(request, supported)
+        if unsupported:
+            response = make_response(420, "Bad Extension")
+            response.set("Unsupported", ", ".join(unsupported))
+            return response
+    problem = _header_problem(request, method)
+    if problem is None and bad_uri:
+        problem = "Malformed Request-URI"
+    if problem == "483":
+        return make_response(483, "Too Many Hops")
+    if problem:
+        return make_response(400, problem)
+    known = {m.upper() for m in known_methods}
+    if method not in known:
+        return make_response(501, "Not Implemented")
+    if served_methods is not None:
+        served = {m.upper() for m in served_methods}
+        if method not in served:
+            allow = allowed_methods if allowed_methods is not None else served_methods
+            response = make_response(405, "Method Not Allowed")
+            response.set("Allow", ", ".join(m.upper() for m in allow))
+            return response
+    return None
+
+
+def unsupported_options(request: Any, supported: Iterable[str]) -> list[str]:
+    """Option tags in ``Require`` that are not in ``supported``, in order, without duplicates."""
+    ours = {tag.lower() for tag in supported}
+    out: list[str] = []
+    for tag in request.getall("Require"):
+        tag = tag.strip()
+        if tag and tag.lower() not in ours and tag not in out:
+            out.append(tag)
+    return out
+
+
+def _header_problem(request: Any, method: str) -> str | None:
+    """'483', a 400 reason phrase, or None. Max-Forwards is looked at first (483 before 400)."""
+    max_forwards = request.headers.raw("Max-Forwards")
+    if len(max_forwards) > 1:
+        return "Multiple Max-Forwards headers"
+    if max_forwards:
+        text = max_forwards[0].strip()
+        if not text.isdigit() or len(text) > 3:
+            return "Bad Max-Forwards"
+        if int(text) == 0:
+            return "483"
+    for name in ("Via", *SINGLE_HEADERS):
+        count = len(request.headers.raw(name))
+        if count == 0:
+            return f"Missing {name} header"
+        if count > 1 and name != "Via":
+            return f"Multiple {name} headers"
+    try:
+        if not request.vias:
+            return "Missing Via header"
+        request.from_  # noqa: B018 - parse it
+        request.to  # noqa: B018
+        call_id = request.call_id
+        cseq = request.cseq
+    except _PARSE_ERRORS as e:
+        return f"Bad header: {getattr(e, 'reason', e)}"
+    if not call_id or not str(call_id).strip():
+        return "Empty Call-ID"
+    if cseq.method.upper() != method:
+        return "CSeq method does not match request method"
+    if not 0 <= cseq.seq < 2**31:
+        return "CSeq number out of range"
+    return None
+
+
+def stamp_via(request: Any, source: tuple[str, int]) -> None:
+    """Record where ``request`` really came from on its top Via (RFC 3261 §18.2.1, RFC 3581).
+
+    Adds ``received=<source ip>`` when the Via host is not that IP (or when
+    ``rport`` is present, RFC 3581 §4), and fills a bare ``rport`` with the
+    source port. A request whose Via cannot be parsed is left alone (it
+    fails :func:`check_request` later).
+    """
+    try:
+        via = request.top_via
+    except _PARSE_ERRORS:
+        return
+    if via is None:
+        return
+    host, port = source[0], source[1]
+    params = via.params
+    wants_rport = "rport" in params and not params.get("rport")
+    if wants_rport:
+        params["rport"] = str(port)
+    if wants_rport or not same_host(via.host, host):
+        if params.get("received") != host:
+            params["received"] = host
+
+
+def same_host(a: str, b: str) -> bool:
+    """True if ``a`` and ``b`` name the same IP (textual forms may differ) or are equal names."""
+    if a == b:
+        return True
+    try:
+        ia = ipaddress.ip_address(a.strip("[]"))
+        ib = ipaddress.ip_address(b.strip("[]"))
+    except ValueError:
+        return a.lower() == b.lower()
+    if isinstance(ia, ipaddress.IPv6Address) and ia.ipv4_mapped:
+        ia = ia.ipv4_mapped
+    if isinstance(ib, ipaddress.IPv6Address) and ib.ipv4_mapped:
+        ib = ib.ipv4_mapped
+    return ia == ib
