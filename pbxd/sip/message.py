@@ -1,0 +1,406 @@
+"""SIP requests and responses (layer 1, pure).
+
+A :class:`Message` holds :class:`~pbxd.sip.headers.Headers` and a body.
+Typed accessors (``vias``, ``from_``, ``cseq``...) parse on first use and
+cache the result in the headers; mutating a header (``set``/``add``/
+``remove``) drops its cache.  Typed values of Via, From, To, CSeq, Contact,
+Route and Record-Route are live: changes made to the returned objects are
+written by :meth:`Message.serialize` and seen by :func:`make_response`.
+
+Absent headers: single-value accessors return ``None``, list accessors
+``[]``; ``content_length`` falls back to ``len(body)``.  A present but
+malformed value raises :class:`pbxd.errors.SIPParseError` (messages from
+:func:`pbxd.sip.parser.parse_message` have Via, From, To, Call-ID, CSeq,
+Max-Forwards, Contact, Content-Length and the Request-URI checked already, so
+for those the accessors do not raise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from pbxd.errors import SIPParseError
+from pbxd.sip.headers import Headers, canonical_name, is_rendered, split_list
+from pbxd.sip.uri import URI, CSeq, NameAddr, Via
+
+__all__ = ["Message", "Request", "Response", "make_response", "REASONS", "URI", "NameAddr", "Via", "CSeq"]
+
+REASONS: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 199: "Early Dialog Terminated",
+    200: "OK", 202: "Accepted", 204: "No Notification",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
+    305: "Use Proxy", 380: "Alternative Service",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
+    412: "Conditional Request Failed", 413: "Request Entity Too Large",
+    414: "Request-URI Too Long", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 417: "Unknown Resource-Priority", 420: "Bad Extension",
+    421: "Extension Required", 422: "Session Interval Too Small", 423: "Interval Too Brief",
+    428: "Use Identity Header", 429: "Provide Referrer Identity", 433: "Anonymity Disallowed",
+    436: "Bad Identity-Info", 437: "Unsupported Certificate", 438: "Invalid Identity Header",
+    439: "First Hop Lacks Outbound Support", 440: "Max-Breadth Exceeded",
+    469: "Bad Info Package", 470: "Consent Needed",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous",
+    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
+    489: "Bad Event", 491: "Request Pending", 493: "Undecipherable",
+    494: "Security Agreement Required",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    513: "Message Too Large", 555: "Push Notification Service Not Supported",
+    580: "Precondition Failure",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable", 607: "Unwanted", 608: "Rejected",
+}
+_CLASS_REASONS = {1: "Trying", 2: "OK", 3: "Redirect", 4: "Request Failure",
+                  5: "Server Failure", 6: "Global Failure"}
+
+#: requests whose 18x/2xx responses carry the Record-Route (RFC 3261 s12.1.1)
+DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+
+HeadersLike = Headers | Iterable[tuple[str, Any]] | Mapping[str, Any] | None
+
+
+def _int_or_none(text: str | None, limit: int) -> int | None:
+    if text is None:
+        return None
+    text = text.strip()
+    if not text.isdigit() or not text.isascii():
+        return None
+    return min(int(text), limit)
+
+
+class Message:
+    """Common part of :class:`Request` and :class:`Response`."""
+
+    __slots__ = ("headers", "body", "version")
+
+    def __init__(self, headers: HeadersLike = None, body: bytes = b"", version: str = "SIP/2.0") -> None:
+        self.headers: Headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.body: bytes = body
+        self.version: str = version
+
+    # -- raw access --------------------------------------------------------
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """First value of ``name`` or ``default``; see :meth:`Headers.get`."""
+        return self.headers.get(name, default)
+
+    def getall(self, name: str) -> list[str]:
+        """All values of ``name``; list headers split on commas."""
+        return self.headers.getall(name)
+
+    def set(self, name: str, value: Any) -> None:
+        """Replace all ``name`` headers with ``value`` (drops the typed cache)."""
+        self.headers.set(name, value)
+
+    def add(self, name: str, value: Any, first: bool = False) -> None:
+        """Add a ``name`` header, after (or with ``first`` before) the existing ones."""
+        self.headers.add(name, value, first)
+
+    def remove(self, name: str) -> None:
+        """Remove every ``name`` header."""
+        self.headers.remove(name)
+
+    # -- typed access ------------------------------------------------------
+    def _single(self, key: str, parse: Callable[[str], Any], live: bool = True) -> Any:
+        h = self.headers
+        typed = h.typed
+        if key in typed:
+            value = typed[key]
+        else:
+            raw = None
+            for k, _, v in h.entries:
+                if k == key:
+                    raw = v
+                    break
+            if raw is None:
+                return None
+            value = typed[key] = parse(raw)
+        if live and is_rendered(key):
+            h.live.add(key)
+        return value
+
+    def _list(self, key: str, parse: Callable[[str], Any], live: bool = True) -> list[Any]:
+        h = self.headers
+        typed = h.typed
+        if key in typed:
+            value = typed[key]
+        else:
+            value = []
+            for k, _, v in h.entries:
+                if k == key:
+                    value.extend(parse(item) for item in split_list(v))
+            if not value:
+                return value
+            typed[key] = value
+        if live:
+            h.live.add(key)
+        return value
+
+    def _set_typed(self, key: str, value: Any) -> None:
+        self.headers.set(canonical_name(key), value)
+        if value is not None:
+            self.headers.typed[key] = value
+            self.headers.live.add(key)
+
+    @property
+    def vias(self) -> list[Via]:
+        """All Via values, top first ([] if none)."""
+        return self._list("via", Via.parse)
+
+    @property
+    def top_via(self) -> Via | None:
+        """The first Via, or None."""
+        vias = self._list("via", Via.parse)
+        return vias[0] if vias else None
+
+    @property
+    def from_(self) -> NameAddr | None:
+        """The From value, or None if absent."""
+        return self._single("from", NameAddr.parse)
+
+    @from_.setter
+    def from_(self, value: NameAddr) -> None:
+        self._set_typed("from", value)
+
+    @property
+    def to(self) -> NameAddr | None:
+        """The To value, or None if absent."""
+        return self._single("to", NameAddr.parse)
+
+    @to.setter
+    def to(self, value: NameAddr) -> None:
+        self._set_typed("to", value)
+
+    @property
+    def call_id(self) -> str | None:
+        """The Call-ID (stripped), or None if absent."""
+        return self._single("call-id", str.strip)
+
+    @call_id.setter
+    def call_id(self, value: str) -> None:
+        self.headers.set("Call-ID", value)
+
+    @property
+    def cseq(self) -> CSeq | None:
+        """The CSeq, or None if absent."""
+        return self._single("cseq", CSeq.parse)
+
+    @cseq.setter
+    def cseq(self, value: CSeq) -> None:
+        self._set_typed("cseq", value)
+
+    @property
+    def contact_star(self) -> bool:
+        """True for ``Contact: *`` (REGISTER removing all bindings)."""
+        if "contact" in self.headers.typed:
+            return False
+        return any(k == "contact" and v.strip() == "*" for k, _, v in self.headers.entries)
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """The Contact values ([] if absent or for ``Contact: *``)."""
+        if self.contact_star:
+            return []
+        return self._list("contact", NameAddr.parse)
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        """The Route values, in order ([] if absent)."""
+        return self._list("route", NameAddr.parse)
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        """The Record-Route values, in order ([] if absent)."""
+        return self._list("record-route", NameAddr.parse)
+
+    @property
+    def max_forwards(self) -> int | None:
+        """Max-Forwards as an int, or None if absent or not a number (the parser
+        rejects such messages)."""
+        return self._single("max-forwards", lambda v: _int_or_none(v, 2**32))
+
+    @property
+    def expires(self) -> int | None:
+        """Expires in seconds (clamped to 2**32-1), or None if absent or not a plain
+        number (e.g. an RFC 2543 date)."""
+        return self._single("expires", lambda v: _int_or_none(v, 2**32 - 1))
+
+    @property
+    def content_length(self) -> int:
+        """The Content-Length header value, or ``len(body)`` when absent or invalid."""
+        value = self._single("content-length", lambda v: _int_or_none(v, 2**63))
+        return len(self.body) if value is None else value
+
+    @property
+    def content_type(self) -> str | None:
+        """The Content-Type value, or None."""
+        return self.headers.get("content-type")
+
+    # -- output ------------------------------------------------------------
+    def start_line(self) -> str:
+        """The request or status line (without CRLF)."""
+        raise NotImplementedError
+
+    def serialize(self) -> bytes:
+        """The wire form; Content-Length is written from ``len(body)``."""
+        h = self.headers
+        body = self.body
+        out = [self.start_line()]
+        placed = False
+        live = h.live
+        done: set[str] = set()
+        for key, name, value in h.entries:
+            if key == "content-length":
+                if not placed:
+                    out.append(f"Content-Length: {len(body)}")
+                    placed = True
+            elif live and key in live:
+                if key not in done:
+                    done.add(key)
+                    out.extend(f"{name}: {v}" for v in h._rendered(key))
+            else:
+                out.append(name + ": " + value)
+        if not placed:
+            out.append(f"Content-Length: {len(body)}")
+        out.append("\r\n")
+        return "\r\n".join(out).encode("utf-8", "surrogateescape") + body
+
+    def __bytes__(self) -> bytes:
+        return self.serialize()
+
+
+class Request(Message):
+    """A SIP request.  ``uri`` may be given as a URI or as text (parsed on first access)."""
+
+    __slots__ = ("method", "_uri", "_uri_raw", "_uri_live")
+
+    def __init__(
+        self,
+        method: str,
+        uri: URI | str,
+        headers: HeadersLike = None,
+        body: bytes = b"",
+        version: str = "SIP/2.0",
+    ) -> None:
+        Message.__init__(self, headers, body, version)
+        self.method = method
+        if isinstance(uri, URI):
+            self._uri: URI | None = uri
+            self._uri_raw = ""
+            self._uri_live = True
+        else:
+            self._uri = None
+            self._uri_raw = uri
+            self._uri_live = False
+
+    @property
+    def uri(self) -> URI:
+        """The Request-URI (parsed on first access; raises SIPParseError if malformed)."""
+        if self._uri is None:
+            self._uri = URI.parse(self._uri_raw)
+        self._uri_live = True
+        return self._uri
+
+    @uri.setter
+    def uri(self, value: URI) -> None:
+        self._uri = value
+        self._uri_live = True
+
+    @property
+    def uri_text(self) -> str:
+        """The Request-URI as it will be written."""
+        if self._uri_live and self._uri is not None:
+            return str(self._uri)
+        return self._uri_raw
+
+    def start_line(self) -> str:
+        """``METHOD uri SIP/2.0``."""
+        return f"{self.method} {self.uri_text} {self.version}"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri_text}>"
+
+
+class Response(Message):
+    """A SIP response; ``reason`` defaults from :data:`REASONS`."""
+
+    __slots__ = ("status", "reason")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str | None = None,
+        headers: HeadersLike = None,
+        body: bytes = b"",
+        version: str = "SIP/2.0",
+    ) -> None:
+        Message.__init__(self, headers, body, version)
+        self.status = status
+        if reason is None:
+            reason = REASONS.get(status) or _CLASS_REASONS.get(status // 100, "Unknown")
+        self.reason = reason
+
+    def start_line(self) -> str:
+        """``SIP/2.0 status reason``."""
+        return f"{self.version} {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+def _copy_values(src: Headers, key: str, name: str, dst: list[tuple[str, str, str]]) -> None:
+    if key in src.live:
+        dst.extend((key, name, v) for v in src._rendered(key))
+    else:
+        dst.extend((key, name, v) for k, _, v in src.entries if k == key)
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    body: bytes = b"",
+    content_type: str | None = None,
+) -> Response:
+    """Build a response to ``request`` per RFC 3261 s8.2.6.
+
+    Copies all Via values, From, To (adding ``to_tag`` when To has no tag and
+    status > 100), Call-ID and CSeq; Record-Route for 101-299 responses to
+    dialog-creating methods; Timestamp for 100.  Works on the best-effort
+    request of a SIPParseError (a To that does not parse gets the tag appended).
+    """
+    src = request.headers
+    resp = Response(status, reason, body=body)
+    entries = resp.headers.entries
+    _copy_values(src, "via", "Via", entries)
+    if 100 < status < 300 and request.method in DIALOG_METHODS:
+        _copy_values(src, "record-route", "Record-Route", entries)
+    _copy_values(src, "from", "From", entries)
+    to_values: list[tuple[str, str, str]] = []
+    _copy_values(src, "to", "To", to_values)
+    if to_tag and status > 100 and to_values:
+        try:
+            to = request.to
+        except SIPParseError:
+            to = None
+        if to is None:
+            to_values[0] = ("to", "To", f"{to_values[0][2]};tag={to_tag}")
+        elif to.tag is None:
+            to = to.copy()
+            to.params["tag"] = to_tag
+            to_values[0] = ("to", "To", str(to))
+    entries.extend(to_values)
+    _copy_values(src, "call-id", "Call-ID", entries)
+    _copy_values(src, "cseq", "CSeq", entries)
+    if status == 100:
+        _copy_values(src, "timestamp", "Timestamp", entries)
+    if content_type is not None:
+        entries.append(("content-type", "Content-Type", content_type))
+    return resp
+

@@ -1,0 +1,260 @@
+"""Bytes to SIP messages (layer 1, pure): datagram parsing and stream framing.
+
+:func:`parse_message` splits the header section once (names lower-cased,
+compact forms expanded, folded lines joined) and checks the syntax of what
+the SIP core needs on every message: the start line, Via, From, To, Call-ID,
+CSeq, Max-Forwards, Contact, Content-Length and the Request-URI.  Those typed
+values are cached on the message, so reading them later is free; every other
+header is parsed only when it is read.
+
+What is *not* checked here (left to :mod:`pbxd.sip.validation`): missing
+mandatory headers, CSeq method different from the request method, the SIP
+version (``SIP/7.0`` parses, and gets 505 there), unsupported URI schemes
+(parsed as opaque URIs, 416 there), Require/Proxy-Require, Max-Forwards 0.
+
+Every failure raises :class:`pbxd.errors.SIPParseError` and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pbxd.errors import SIPParseError
+from pbxd.sip.headers import _KNOWN, Headers, split_list
+from pbxd.sip.message import Request, Response
+from pbxd.sip.uri import _TOKEN_RE, _VIA_RE, URI, CSeq, NameAddr, Via
+
+__all__ = ["parse_message", "StreamFramer"]
+
+_FOLD_RE = re.compile(r"[ \t]*\n[ \t]+")
+_VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+\Z", re.I)
+_STATUS_RE = re.compile(r"[1-6][0-9][0-9]\Z")
+_NUMBER_RE = re.compile(r"[0-9]+\Z")
+_CALLID_RE = re.compile(r"\S+\Z")
+_STREAM_CL_RE = re.compile(rb"(?:^|\n)[ \t]*(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
+_SINGLE = ("from", "to", "call-id", "cseq", "max-forwards")
+
+
+def _split_head(data: bytes) -> tuple[list[str], bytes]:
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        head, body = data[:end], data[end + 4 :]
+    else:
+        end = data.find(b"\n\n")
+        if end >= 0:
+            head, body = data[:end], data[end + 2 :]
+        else:  # no empty line: a datagram holding only a header section
+            head, body = data.rstrip(b"\r\n"), b""
+    if not head:
+        raise SIPParseError("empty message")
+    text = head.decode("utf-8", "surrogateescape")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if "\n " in text or "\n\t" in text:
+        text = _FOLD_RE.sub(" ", text)
+    return text.split("\n"), body
+
+
+def _split_headers(lines: list[str]) -> tuple[list[tuple[str, str, str]], str | None]:
+    entries: list[tuple[str, str, str]] = []
+    error = None
+    known = _KNOWN
+    for i in range(1, len(lines)):
+        line = lines[i]
+        name, colon, value = line.partition(":")
+        if not colon:
+            error = error or "header without colon"
+            continue
+        info = known.get(name.lower())
+        if info is None:
+            stripped = name.strip(" \t")
+            if not _TOKEN_RE.match(stripped):
+                error = error or "bad header name"
+                continue
+            low = stripped.lower()
+            info = known.get(low) or (low, stripped)
+        entries.append((info[0], info[1], value.strip(" \t")))
+    return entries, error
+
+
+def _best_effort(start: str, entries: list[tuple[str, str, str]]) -> Request | None:
+    """A Request with what a 400 needs, or None when no response can be formed."""
+    parts = start.split()
+    if len(parts) > 3:  # LWS inside the Request-URI
+        parts = [parts[0], "".join(parts[1:-1]), parts[-1]]
+    if len(parts) != 3 or parts[0].upper().startswith("SIP/") or not parts[2].upper().startswith("SIP/"):
+        return None
+    keep = [e for e in entries if e[0] in ("via", "from", "to", "call-id", "cseq")]
+    present = {e[0] for e in keep}
+    if len(present) != 5:
+        return None
+    top = next(e[2] for e in keep if e[0] == "via")
+    items = split_list(top) if '"' not in top else [top]
+    if not items or _VIA_RE.match(items[0]) is None:
+        return None
+    headers = Headers()
+    headers.entries = keep
+    return Request(parts[0], parts[1], headers, version=parts[2])
+
+
+def _check(msg: Request | Response, entries: list[tuple[str, str, str]], body: bytes) -> bytes:
+    """Syntax checks of the core headers; fills the typed cache. Returns the body."""
+    typed = msg.headers.typed
+    vias: list[Via] = []
+    cls: list[str] = []
+    seen: set[str] = set()
+    contacts: list[str] = []
+    for key, _, value in entries:
+        if key == "via":
+            for item in split_list(value, keep_empty=True):
+                if not item:
+                    raise SIPParseError("empty Via value")
+                vias.append(Via.parse(item))
+        elif key in _SINGLE:
+            if key in seen:
+                raise SIPParseError(f"more than one {key} header")
+            seen.add(key)
+            if key == "from" or key == "to":
+                typed[key] = NameAddr.parse(value)
+            elif key == "cseq":
+                typed[key] = CSeq.parse(value)
+            elif key == "call-id":
+                if not _CALLID_RE.match(value):
+                    raise SIPParseError("bad Call-ID")
+                typed[key] = value
+            else:
+                if not _NUMBER_RE.match(value) or int(value) > 255:
+                    raise SIPParseError("bad Max-Forwards")
+                typed[key] = int(value)
+        elif key == "content-length":
+            cls.append(value)
+        elif key == "contact":
+            contacts.append(value)
+    if vias:
+        typed["via"] = vias
+    if contacts and not (len(contacts) == 1 and contacts[0] == "*"):
+        typed["contact"] = [NameAddr.parse(c) for v in contacts for c in split_list(v)]
+    if cls:
+        if any(not _NUMBER_RE.match(v) for v in cls):
+            raise SIPParseError("bad Content-Length")
+        length = int(cls[0])
+        if any(int(v) != length for v in cls):
+            raise SIPParseError("conflicting Content-Length headers")
+        if length > len(body):
+            raise SIPParseError("Content-Length larger than the message")
+        typed["content-length"] = length
+        if length < len(body):
+            body = body[:length]
+    return body
+
+
+def parse_message(data: bytes) -> Request | Response:
+    """Parse one whole message (a datagram, or a message framed by StreamFramer).
+
+    The body is Content-Length bytes (the rest of the datagram when the header
+    is absent; a shorter Content-Length truncates, RFC 3261 s18.3).  Raises
+    SIPParseError; for requests its ``request`` is a best-effort Request when
+    the request line, Via, From, To, Call-ID and CSeq could be recovered.
+    """
+    try:
+        lines, body = _split_head(data)
+    except SIPParseError:
+        raise
+    except Exception as e:  # pragma: no cover - defensive: never leak other errors
+        raise SIPParseError("unparsable message") from e
+    start = lines[0]
+    entries, error = _split_headers(lines)
+    msg: Request | Response
+    if start[:4].upper() == "SIP/":
+        parts = start.split(" ", 2)
+        if (
+            len(parts) < 2
+            or not _VERSION_RE.match(parts[0])
+            or not _STATUS_RE.match(parts[1])
+        ):
+            raise SIPParseError("bad status line")
+        headers = Headers()
+        headers.entries = entries
+        msg = Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, version=parts[0])
+        if error:
+            raise SIPParseError(error)
+        try:
+            msg.body = _check(msg, entries, body)
+        except SIPParseError as e:
+            raise SIPParseError(e.reason) from None
+        return msg
+    try:
+        parts = start.split(" ")
+        if len(parts) != 3 or not _TOKEN_RE.match(parts[0]) or not _VERSION_RE.match(parts[2]):
+            raise SIPParseError("bad request line")
+        if error:
+            raise SIPParseError(error)
+        headers = Headers()
+        headers.entries = entries
+        req = Request(parts[0], parts[1], headers, version=parts[2])
+        req._uri = URI.parse(parts[1])
+        req.body = _check(req, entries, body)
+        return req
+    except SIPParseError as e:
+        raise SIPParseError(e.reason, request=_best_effort(start, entries)) from None
+
+
+class StreamFramer:
+    """Cuts a TCP/TLS byte stream into whole messages by Content-Length (RFC 3261 s18.3).
+
+    CRLFs between messages (keep-alives, RFC 5626 s4.4.1) are skipped.  A
+    header section longer than ``max_header_size``, a message longer than
+    ``max_message_size`` or a missing/invalid Content-Length raises
+    SIPParseError with ``fatal=True``: the connection must be closed.
+    """
+
+    def __init__(self, max_message_size: int = 65535, max_header_size: int = 16384) -> None:
+        self.max_message_size = max_message_size
+        self.max_header_size = min(max_header_size, max_message_size)
+        self._buffer = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered towards the next message."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the complete messages now available."""
+        buf = self._buffer
+        buf += data
+        out: list[bytes] = []
+        while buf:
+            skip = 0
+            n = len(buf)
+            while skip < n and buf[skip] in (13, 10):
+                skip += 1
+            if skip:
+                del buf[:skip]
+                if not buf:
+                    break
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > self.max_header_size:
+                    raise SIPParseError("header section too large", fatal=True)
+                break
+            if end + 4 > self.max_header_size:
+                raise SIPParseError("header section too large", fatal=True)
+            values = _STREAM_CL_RE.findall(bytes(buf[:end]))
+            if not values:
+                raise SIPParseError("missing Content-Length on a stream", fatal=True)
+            stripped = {v.strip() for v in values}
+            if len(stripped) != 1:
+                raise SIPParseError("conflicting Content-Length headers", fatal=True)
+            value = stripped.pop()
+            if not value.isdigit() or len(value) > 10:
+                raise SIPParseError("bad Content-Length", fatal=True)
+            total = end + 4 + int(value)
+            if total > self.max_message_size:
+                raise SIPParseError("message too large", fatal=True)
+            if len(buf) < total:
+                break
+            out.append(bytes(buf[:total]))
+            del buf[:total]
+        return out
