@@ -1,0 +1,78 @@
+"""Checks SIP digest credentials against the extension store (layer 3)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pbxd.auth.credentials import ISIPDigestCredentials
+from pbxd.interfaces import IExtensionStore
+from pbxd.sip.digest import compute_ha1
+
+__all__ = ["ExtensionChecker", "stored_ha1"]
+
+
+def stored_ha1(extension: Any, algorithm: str, username: str, realm: str) -> str | None:
+    """The HA1 of ``extension`` for ``algorithm`` ('MD5' or 'SHA-256', a -sess
+    suffix is ignored): the configured ``ha1``/``ha1_sha256`` if set, else
+    derived from the plaintext ``password``; None when neither is available."""
+    base = algorithm.removesuffix("-sess")
+    attr = "ha1" if base == "MD5" else "ha1_sha256"
+    given = getattr(extension, attr, None)
+    if given:
+        return str(given).lower()
+    password = getattr(extension, "password", None)
+    if password is None:
+        return None
+    return compute_ha1(base, username, realm, str(password))
+
+
+@implementer(ICredentialsChecker)
+class ExtensionChecker:
+    """``ICredentialsChecker`` for :class:`ISIPDigestCredentials`.
+
+    The avatar ID is the extension number (str). Unknown users, users with no
+    secret for the requested algorithm and wrong answers all fail with
+    ``UnauthorizedLogin`` after the same hashing work (a dummy HA1 is checked
+    for unknown users), so timing does not tell which extensions exist
+    beyond what the store lookup itself reveals.
+    """
+
+    credentialInterfaces = (ISIPDigestCredentials,)
+    log = Logger()
+
+    def __init__(self, store: IExtensionStore) -> None:
+        self.store = store
+        self._dummy_password = os.urandom(16).hex()
+
+    def requestAvatarId(self, credentials: Any) -> Deferred:
+        """Deferred firing with the extension number, or failing with UnauthorizedLogin."""
+        d = self.store.getExtension(credentials.username)
+        d.addCallback(self._verify, credentials)
+        return d
+
+    def _verify(self, extension: Any, credentials: Any) -> str:
+        ha1 = None
+        if extension is not None:
+            ha1 = stored_ha1(
+                extension, credentials.algorithm, credentials.username, credentials.realm
+            )
+        if ha1 is None:
+            # same work as for a real extension with a plaintext password
+            dummy = compute_ha1(
+                credentials.algorithm.removesuffix("-sess"),
+                credentials.username,
+                credentials.realm,
+                self._dummy_password,
+            )
+            credentials.checkHA1(dummy)
+            raise UnauthorizedLogin("unknown user or no usable secret")
+        if not credentials.checkHA1(ha1):
+            raise UnauthorizedLogin("wrong digest response")
+        return str(extension.number)
