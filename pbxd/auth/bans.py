@@ -20,8 +20,6 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from pbxd.interfaces import IBanStore
-
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -63,7 +61,7 @@ class BanList:
         trusted_networks: Iterable[str | Network] = (),
         rate_limit_requests: int | None = None,
         rate_limit_window: float = 1.0,
-        store: IBanStore | None = None,
+        store: Any = None,  # IBanStore
         max_sources: int = 100_000,
         sweep_interval: float | None = None,
     ) -> None:

@@ -27,7 +27,7 @@ class ISIPDigestCredentials(ICredentials):
     algorithm = Attribute("canonical algorithm name: MD5, SHA-256, MD5-sess, SHA-256-sess")
     response = Attribute("the request-digest, lower-case hex")
 
-    def checkHA1(ha1: str) -> bool:  # type: ignore[misc]
+    def checkHA1(ha1: str) -> bool:  # type: ignore[misc, empty-body]
         """True if ``response`` matches ``ha1`` = H(username:realm:password)
         computed with ``algorithm``'s hash (constant-time comparison)."""
 

@@ -9,8 +9,6 @@ from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred
 from zope.interface import Interface, implementer
 
-from pbxd.interfaces import IExtensionStore
-
 __all__ = ["ExtensionRealm", "IExtensionAvatar"]
 
 
@@ -28,7 +26,7 @@ class ExtensionRealm:
     """Looks the avatar ID (the extension number) up in the extension store
     and returns the Extension as the ``IExtensionAvatar`` avatar."""
 
-    def __init__(self, store: IExtensionStore) -> None:
+    def __init__(self, store: Any) -> None:  # IExtensionStore
         self.store = store
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Deferred:
