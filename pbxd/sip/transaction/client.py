@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pbxd.sip.message import Request
-from pbxd.sip.transaction.common import State, Timers, TransactionBase
-
-if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorTime
-
-    from pbxd.interfaces import ISIPTransport
+from pbxd.sip.transaction.common import Clock, State, Timers, TransactionBase, Transport
 
 
 def _derived_request(request: Any, method: str, to: Any) -> Request:
@@ -62,10 +57,10 @@ class ClientTransaction(TransactionBase):
         self,
         txn_id: str,
         request: Any,
-        transport: ISIPTransport,
+        transport: Transport,
         address: tuple[str, int],
         *,
-        clock: IReactorTime,
+        clock: Clock,
         timers: Timers,
         on_response: Callable[[Any], None] | None,
         on_timeout: Callable[[], None] | None,

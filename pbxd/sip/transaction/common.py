@@ -8,17 +8,35 @@ import enum
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from twisted.logger import Logger
 
-if TYPE_CHECKING:
-    from twisted.internet.interfaces import IDelayedCall, IReactorTime
-
-    from pbxd.interfaces import ISIPTransport
-
 MAGIC_COOKIE = "z9hG4bK"
 """RFC 3261 §8.1.1.7: branches starting with this are globally unique."""
+
+
+class DelayedCall(Protocol):
+    """What ``callLater`` returns (twisted.internet.interfaces.IDelayedCall)."""
+
+    def active(self) -> bool: ...
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """The part of IReactorTime the transactions use (a reactor or task.Clock)."""
+
+    def callLater(self, delay: float, callable: Callable[..., Any], *args: Any,
+                  **kw: Any) -> DelayedCall: ...
+
+
+class Transport(Protocol):
+    """The part of pbxd.interfaces.ISIPTransport the transactions use."""
+
+    name: str
+    reliable: bool
+
+    def send(self, data: bytes, address: tuple[str, int]) -> bool: ...
 
 
 class State(enum.StrEnum):
@@ -99,8 +117,8 @@ class TransactionBase:
         self,
         txn_id: str,
         request: Any,
-        transport: ISIPTransport,
-        clock: IReactorTime,
+        transport: Transport,
+        clock: Clock,
         timers: Timers,
         on_removed: Callable[[Any], None],
     ) -> None:
@@ -113,8 +131,8 @@ class TransactionBase:
         self.state = State.TERMINATED
         self._clock = clock
         self._timers = timers
-        self._on_removed = on_removed
-        self._calls: dict[str, IDelayedCall] = {}
+        self._on_removed: Callable[[Any], None] | None = on_removed
+        self._calls: dict[str, DelayedCall] = {}
         self.done = False
 
     def __repr__(self) -> str:
@@ -122,7 +140,7 @@ class TransactionBase:
 
     # -- timers ---------------------------------------------------------------
 
-    def _start(self, name: str, delay: float, fn: Callable[[], None]) -> None:
+    def _start(self, name: str, delay: float, fn: Callable[[], object]) -> None:
         """Start timer ``name``; a zero delay (reliable transports) fires at once."""
         self._stop(name)
         if self.done:

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.logger import Logger
 
 from pbxd.errors import PBXError
 from pbxd.sip.transaction.client import ClientTransaction
-from pbxd.sip.transaction.common import MAGIC_COOKIE, Timers
+from pbxd.sip.transaction.common import MAGIC_COOKIE, Clock, Timers, Transport
 from pbxd.sip.transaction.server import ServerTransaction
-
-if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorTime
-
-    from pbxd.interfaces import ISIPTransport
 
 BranchKey = tuple[str, str, int | None]
 # A missing or unparsable header means "no key", never a crash out of the layer.
@@ -76,7 +71,7 @@ class TransactionLayer:
 
     def __init__(
         self,
-        clock: IReactorTime,
+        clock: Clock,
         *,
         t1: float = 0.5,
         t2: float = 4.0,
@@ -105,7 +100,7 @@ class TransactionLayer:
 
     # -- server side ------------------------------------------------------------
 
-    def server_transaction(self, request: Any, transport: ISIPTransport,
+    def server_transaction(self, request: Any, transport: Transport,
                            source: tuple[str, int]) -> ServerTransaction | None:
         """A new server transaction for ``request``, or None when it was absorbed.
 
@@ -210,7 +205,7 @@ class TransactionLayer:
     def client_transaction(
         self,
         request: Any,
-        transport: ISIPTransport,
+        transport: Transport,
         address: tuple[str, int],
         *,
         on_response: Callable[[Any], None] | None,
@@ -244,7 +239,7 @@ class TransactionLayer:
         txn.start()
         return txn
 
-    def match_response(self, response: Any, transport: ISIPTransport,
+    def match_response(self, response: Any, transport: Transport,
                        source: tuple[str, int]) -> bool:
         """Hand ``response`` to its client transaction (top Via branch + CSeq method).
 
@@ -268,7 +263,7 @@ class TransactionLayer:
 
     # -- housekeeping -----------------------------------------------------------
 
-    def transport_lost(self, transport: ISIPTransport) -> None:
+    def transport_lost(self, transport: Transport) -> None:
         """A stream connection closed: client transactions still waiting on it fail
         with ``failure == 'transport'``. Server transactions keep running (their
         responses fall back to the Via address, RFC 3261 §18.2.2)."""

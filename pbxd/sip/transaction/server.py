@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pbxd.sip.message import make_response
-from pbxd.sip.transaction.common import State, Timers, TransactionBase, response_address
-
-if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorTime
-
-    from pbxd.interfaces import ISIPTransport
+from pbxd.sip.transaction.common import (
+    Clock,
+    State,
+    Timers,
+    TransactionBase,
+    Transport,
+    response_address,
+)
 
 ServerCallback = Callable[["ServerTransaction"], None]
 
@@ -36,10 +38,10 @@ class ServerTransaction(TransactionBase):
         self,
         txn_id: str,
         request: Any,
-        transport: ISIPTransport,
+        transport: Transport,
         source: tuple[str, int],
         *,
-        clock: IReactorTime,
+        clock: Clock,
         timers: Timers,
         on_removed: Callable[[Any], None],
     ) -> None:
