@@ -45,7 +45,7 @@ def _record(contact="sip:1000@192.0.2.10:5060", expires_at=2000.0, **kw):
         "source_host": "203.0.113.5",
         "source_port": 40000,
         "path": ("<sip:edge.example.com;lr>",),
-        "use_flow": True,
+        "nat": True,
         "registered_at": 1000.0,
     }
     record.update(kw)

@@ -34,7 +34,7 @@ RECORD_FIELDS = (
     "source_host",
     "source_port",
     "path",
-    "use_flow",
+    "nat",
     "registered_at",
 )
 
@@ -54,7 +54,7 @@ MIGRATIONS = [
         " source_host TEXT,"
         " source_port INTEGER,"
         " path TEXT NOT NULL DEFAULT '[]',"
-        " use_flow INTEGER NOT NULL DEFAULT 0,"
+        " nat INTEGER NOT NULL DEFAULT 0,"
         " registered_at REAL NOT NULL,"
         " PRIMARY KEY (aor, contact))",
         "CREATE INDEX location_bindings_expiry ON location_bindings (expires_at)",
@@ -74,7 +74,7 @@ def _row_values(record: Mapping[str, Any]) -> list[Any]:
         value = record.get(name)
         if name == "path":
             value = json.dumps(list(value or ()))
-        elif name == "use_flow":
+        elif name == "nat":
             value = int(bool(value))
         values.append(value)
     return values
@@ -115,7 +115,7 @@ class SQLiteLocationStore:
         for row in txn.fetchall():
             record = dict(zip(RECORD_FIELDS, row, strict=True))
             record["path"] = tuple(json.loads(record["path"] or "[]"))
-            record["use_flow"] = bool(record["use_flow"])
+            record["nat"] = bool(record["nat"])
             records.append(record)
         return records
 
