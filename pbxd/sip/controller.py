@@ -1,0 +1,333 @@
+"""The SIP controller: the one place parsed messages enter (layer 3).
+
+Every transport hands its messages to one :class:`SIPController`
+(``messageReceived``). For each message, in this order:
+
+1. the ban list (``bans.allowMessage``: banned or flooding sources are dropped
+   silently, before any transaction exists);
+2. responses go to their client transaction (unmatched ones are dropped);
+3. an ACK is absorbed by its INVITE transaction (non-2xx) or handed to the
+   request handler's ``ackReceived`` (2xx);
+4. retransmitted requests are absorbed by the transaction layer;
+5. :func:`pbxd.sip.validation.check_request` (RFC 3261 §8.2 errors);
+6. OPTIONS is answered here (200 with Allow, Accept, Supported);
+7. REGISTER is authenticated and given to the registrar;
+8. anything else is authenticated when it starts something (out of dialog,
+   INVITE) and given to the :class:`~pbxd.interfaces.IRequestHandler`.
+
+Nothing raises out of here: a failure in an upper layer is logged and the
+request gets a 500.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pbxd.interfaces import ISIPMessageReceiver
+from pbxd.sip.message import make_response
+from pbxd.sip.transaction import response_address
+from pbxd.sip.validation import check_request, stamp_via
+
+#: Methods the PBX offers when every part is configured (the Allow header).
+DEFAULT_METHODS: tuple[str, ...] = (
+    "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "UPDATE", "REFER", "NOTIFY",
+)
+#: Methods that need the request handler (calls layer).
+HANDLER_METHODS = frozenset(DEFAULT_METHODS) - {"OPTIONS", "REGISTER"}
+#: Methods never challenged: they cannot answer a challenge.
+UNCHALLENGED = frozenset({"ACK", "CANCEL", "OPTIONS"})
+ACCEPT = "application/sdp"
+
+Address = tuple[str, int]
+
+
+def new_tag() -> str:
+    """A random To tag for responses we make ourselves."""
+    return secrets.token_hex(6)
+
+
+@implementer(ISIPMessageReceiver)
+class SIPController:
+    """Routes SIP messages between transports, transactions, auth, registrar and calls.
+
+    :param transactions: the :class:`~pbxd.sip.transaction.TransactionLayer`.
+    :param clock: an ``IReactorTime``.
+    :param realm: the local domain (digest realm).
+    :param user_agent: the ``Server`` header of responses made here.
+    :param registrar: gets ``register(request, txn, extension)``; None: REGISTER is 405.
+    :param request_handler: an ``IRequestHandler``; None: INVITE and the rest are 405.
+    :param authenticator: a ``SIPAuthenticator``; None: no authentication.
+    :param bans: a ``BanList`` (``allowMessage``, ``ban``); None: nobody is refused.
+    :param allowed_methods: what the PBX serves (defaults to :data:`DEFAULT_METHODS`,
+        less REGISTER without a registrar and less the call methods without a handler).
+    :param supported: option tags for ``Supported`` and the 420 check.
+    :param max_malformed: unparseable messages a source may send per
+        ``malformed_window`` seconds before it is banned (0 disables).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        transactions: Any,
+        clock: IReactorTime,
+        realm: str,
+        user_agent: str,
+        *,
+        registrar: Any = None,
+        request_handler: Any = None,
+        authenticator: Any = None,
+        bans: Any = None,
+        allowed_methods: Iterable[str] | None = None,
+        supported: Iterable[str] = (),
+        max_malformed: int = 50,
+        malformed_window: float = 60.0,
+    ) -> None:
+        self.transactions = transactions
+        self.clock = clock
+        self.realm = realm
+        self.user_agent = user_agent
+        self.registrar = registrar
+        self.request_handler = request_handler
+        self.authenticator = authenticator
+        self.bans = bans
+        self.supported = tuple(supported)
+        methods = tuple(m.upper() for m in (allowed_methods or DEFAULT_METHODS))
+        if registrar is None:
+            methods = tuple(m for m in methods if m != "REGISTER")
+        if request_handler is None:
+            methods = tuple(m for m in methods if m not in HANDLER_METHODS)
+        self.allowed_methods = methods
+        self.max_malformed = max_malformed
+        self.malformed_window = malformed_window
+        self._malformed: dict[str, list[float]] = {}
+
+    # ------------------------------------------------------------ entry points
+
+    def messageReceived(self, message: Any, transport: Any, source: Address) -> None:
+        """A parsed request or response from ``source``. Never raises."""
+        try:
+            if not self.allowMessage(source):
+                return
+            if getattr(message, "method", None) is None:
+                self._response(message, transport, source)
+            elif message.method == "ACK":
+                self._ack(message, transport, source)
+            else:
+                self._request(message, transport, source)
+        except Exception:
+            self.log.failure("Failed handling a SIP message from {source}", source=source)
+
+    def malformedReceived(self, error: Any, transport: Any, source: Address) -> None:
+        """Input that did not parse: a stateless 400 when a response can be formed."""
+        try:
+            if not self.allowMessage(source):
+                return
+            self._count_malformed(source[0])
+            request = getattr(error, "request", None)
+            self.log.info(
+                "Malformed SIP from {source}: {reason}", source=source, reason=error.reason
+            )
+            if request is None or getattr(request, "method", "ACK") == "ACK":
+                return
+            stamp_via(request, source)
+            version = (getattr(request, "version", "") or "").upper()
+            if version and version != "SIP/2.0":
+                response = make_response(request, 505, "Version Not Supported", to_tag=new_tag())
+            else:
+                response = make_response(request, 400, error.reason, to_tag=new_tag())
+            self._stamp(response)
+            address = source
+            try:
+                via = request.top_via
+            except Exception:
+                via = None  # unparseable Via: answer where it came from
+            if via is not None and not (transport.reliable and transport.connected):
+                address = response_address(via, source, transport.reliable)
+            transport.send(response.serialize(), address)
+        except Exception:
+            self.log.failure("Failed answering malformed input from {source}", source=source)
+
+    def connectionLost(self, transport: Any) -> None:
+        """A stream connection closed: transactions and bindings on it are told."""
+        for part, hook in (
+            (self.transactions, "transport_lost"),
+            (self.registrar, "connectionLost"),
+            (self.request_handler, "connectionLost"),
+        ):
+            method = getattr(part, hook, None)
+            if method is None:
+                continue
+            try:
+                method(transport)
+            except Exception:
+                self.log.failure("{hook} failed for {peer}", hook=hook, peer=transport.peer)
+
+    def allowMessage(self, source: Address) -> bool:
+        """False for a banned or flooding source (drop silently)."""
+        if self.bans is None:
+            return True
+        return bool(self.bans.allowMessage(source))
+
+    # ------------------------------------------------------------ dispatch
+
+    def _response(self, response: Any, transport: Any, source: Address) -> None:
+        if not self.transactions.match_response(response, transport, source):
+            self.log.debug(
+                "Stray {status} response from {source}", status=response.status, source=source
+            )
+
+    def _ack(self, ack: Any, transport: Any, source: Address) -> None:
+        if self.transactions.match_ack(ack):
+            return
+        if check_request(ack, supported=self.supported) is not None:
+            self.log.debug("Dropped invalid ACK from {source}", source=source)
+            return
+        if self.request_handler is not None:
+            self.request_handler.ackReceived(ack, transport, source)
+
+    def _request(self, request: Any, transport: Any, source: Address) -> None:
+        txn = self.transactions.server_transaction(request, transport, source)
+        if txn is None:
+            return  # a retransmission, absorbed
+        try:
+            self._route(request, txn, source)
+        except Exception:
+            self._internal_error(Failure(), txn)
+
+    def _route(self, request: Any, txn: Any, source: Address) -> None:
+        error = check_request(
+            request,
+            supported=self.supported,
+            served_methods=self.allowed_methods,
+            to_tag=new_tag(),
+        )
+        if error is not None:
+            self.log.info(
+                "{method} from {source} refused: {status} {reason}",
+                method=request.method,
+                source=source,
+                status=error.status,
+                reason=error.reason,
+            )
+            self.respond(txn, error)
+            return
+        method = request.method
+        if method == "OPTIONS":
+            self.respond(txn, self.options_response(request))
+        elif method == "REGISTER":
+            problem = self._register_problem(request)
+            if problem:
+                self.respond(txn, make_response(request, 400, problem, to_tag=new_tag()))
+                return
+            self._authenticated(request, txn, source, self._register)
+        elif method in UNCHALLENGED or self._in_dialog(request):
+            self._handle(request, txn, None)
+        else:
+            self._authenticated(request, txn, source, self._handle)
+
+    def _authenticated(self, request: Any, txn: Any, source: Address, then: Any) -> None:
+        """Run ``then(request, txn, extension)`` once ``request`` is authenticated."""
+        if self.authenticator is None:
+            then(request, txn, None)
+            return
+        d = maybeDeferred(self.authenticator.authenticate, request, source)
+
+        def decided(result: Any) -> None:
+            if result.response is not None:
+                self._stamp(result.response)
+                txn.respond(result.response)
+            else:
+                then(request, txn, result.extension)
+
+        d.addCallback(decided)
+        d.addErrback(self._internal_error, txn)
+
+    def _register(self, request: Any, txn: Any, extension: Any) -> None:
+        d = maybeDeferred(self.registrar.register, request, txn, extension)
+        d.addErrback(self._internal_error, txn)
+
+    def _handle(self, request: Any, txn: Any, extension: Any) -> None:
+        if extension is not None:
+            try:
+                txn.extension = extension
+            except AttributeError:
+                pass
+        d = maybeDeferred(self.request_handler.requestReceived, request, txn)
+        d.addErrback(self._internal_error, txn)
+
+    @staticmethod
+    def _register_problem(request: Any) -> str | None:
+        """A 400 reason for a REGISTER whose To is not a SIP AOR (RFC 3261 §10.3, RFC 4475 unksm2)."""
+        scheme = request.to.uri.scheme
+        if scheme not in ("sip", "sips"):
+            return f"To must be a sip: or sips: URI, not {scheme}:"
+        return None
+
+    @staticmethod
+    def _in_dialog(request: Any) -> bool:
+        """True for a request with a To tag: the dialog layer decides (481 if unknown)."""
+        try:
+            to = request.to
+        except Exception:
+            return False
+        return to is not None and to.tag is not None and request.method != "INVITE"
+
+    # ------------------------------------------------------------ responses
+
+    def options_response(self, request: Any) -> Any:
+        """200 OK to an OPTIONS addressed to us: what we allow, accept and support."""
+        response = make_response(request, 200, to_tag=new_tag())
+        response.set("Allow", ", ".join(self.allowed_methods))
+        response.set("Accept", ACCEPT)
+        response.set("Supported", ", ".join(self.supported))
+        self._stamp(response)
+        return response
+
+    def respond(self, txn: Any, response: Any) -> None:
+        """Send ``response`` on ``txn`` with our Server header."""
+        self._stamp(response)
+        txn.respond(response)
+
+    def _stamp(self, response: Any) -> None:
+        if self.user_agent and response.get("Server") is None:
+            response.set("Server", self.user_agent)
+
+    def _internal_error(self, failure: Failure, txn: Any) -> None:
+        """Log ``failure`` and answer 500 if no final response was sent yet."""
+        self.log.failure(
+            "Failed handling {method} from {source}",
+            failure,
+            method=getattr(txn.request, "method", "?"),
+            source=getattr(txn, "source", None),
+        )
+        try:
+            last = getattr(txn, "last_response", None)
+            if last is None or last.status < 200:
+                self.respond(txn, make_response(txn.request, 500, "Server Internal Error",
+                                                to_tag=new_tag()))
+        except Exception:
+            self.log.failure("Could not send 500")
+
+    def _count_malformed(self, ip: str) -> None:
+        """Ban a source that keeps sending garbage."""
+        if not self.max_malformed or self.bans is None:
+            return
+        now = self.clock.seconds()
+        entry = self._malformed.get(ip)
+        if entry is None or now - entry[1] > self.malformed_window:
+            if len(self._malformed) > 10000:
+                self._malformed.clear()
+            entry = self._malformed[ip] = [0.0, now]
+        entry[0] += 1
+        if entry[0] >= self.max_malformed:
+            del self._malformed[ip]
+            self.bans.ban(ip, self.bans.ban_duration, "malformed SIP flood")
