@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -604,3 +606,62 @@ def test_thousand_transactions_all_leave_the_layer_once_timers_ran(reliable: boo
     h.clock.pump([1.0] * 80)
     assert len(h.layer) == 0
     assert h.clock.getDelayedCalls() == []
+
+
+# ---------------------------------------------------------------------------
+# properties: whatever the peer sends, the TU sees a sane sequence and nothing leaks
+# ---------------------------------------------------------------------------
+
+_STATUSES = st.sampled_from([100, 180, 183, 200, 202, 404, 486, 503])
+
+
+@settings(max_examples=60, deadline=None)
+@given(reliable=st.booleans(), method=st.sampled_from(["INVITE", "OPTIONS"]),
+       statuses=st.lists(_STATUSES, max_size=8), gaps=st.lists(st.sampled_from([0.0, 0.5, 3.0]),
+                                                               min_size=8, max_size=8))
+def test_client_passes_at_most_one_non_2xx_final_and_always_ends(
+        reliable: bool, method: str, statuses: list[int], gaps: list[float]) -> None:
+    h = Harness(reliable=reliable)
+    via_transport = "TCP" if reliable else "UDP"
+    txn = h.client(request(method=method, transport=via_transport))
+    for status, gap in zip(statuses, gaps, strict=False):
+        h.clock.advance(gap)
+        h.layer.match_response(response(status, method=method, to_tag="t"), h.transport, PHONE)
+    finals = [r.status for r in h.responses if r.status >= 200]
+    non_2xx = [s for s in finals if s >= 300]
+    assert len(non_2xx) <= 1 and (not non_2xx or finals == non_2xx)
+    if method != "INVITE":
+        assert len(finals) <= 1  # retransmitted finals of non-INVITE are absorbed
+    if txn.state is State.PROCEEDING and method == "INVITE":
+        # the TU's way out of a ringing INVITE (the CANCEL's own timeout is not counted)
+        h.layer.client_transaction(make_cancel(txn.request), h.transport, PHONE,
+                                   on_response=None, on_timeout=None)
+    h.clock.advance(200)
+    assert len(h.layer) == 0 and h.clock.getDelayedCalls() == []
+    assert (h.timeouts == 1) == (txn.failure is not None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(reliable=st.booleans(), events=st.lists(
+    st.sampled_from(["invite", "ack", "wait", 100, 180, 200, 486]), max_size=10))
+def test_invite_server_never_mixes_final_classes_and_always_ends(
+        reliable: bool, events: list[object]) -> None:
+    h = Harness(reliable=reliable)
+    via_transport = "TCP" if reliable else "UDP"
+    txn = h.server(request(transport=via_transport))
+    for event in events:
+        if event == "invite":
+            assert h.server(request(transport=via_transport)) is None
+        elif event == "ack":
+            h.layer.match_ack(request(method="ACK", transport=via_transport, to_tag="me"))
+        elif event == "wait":
+            h.clock.advance(0.5)
+        else:
+            txn.respond(make_response(txn.request, event, to_tag="me"))
+    txn.respond(make_response(txn.request, 486, to_tag="me"))  # a no-op if a final was sent
+    sent = [int(line.split()[1]) for line in h.transport.lines()]
+    finals = {status // 100 for status in sent if status >= 200}
+    assert len(finals) == 1
+    assert all(status < 200 for status in sent[:sent.index(next(s for s in sent if s >= 200))])
+    h.clock.advance(200)
+    assert len(h.layer) == 0 and h.clock.getDelayedCalls() == []
