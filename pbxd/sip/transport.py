@@ -1,0 +1,363 @@
+"""SIP over UDP, TCP and TLS: bytes in, parsed messages out (layer 2).
+
+The protocols here hold no policy (compare ``twisted.names.dns``): they frame
+and parse, stamp the top Via with ``received``/``rport`` (RFC 3581) and hand
+every message to one :class:`~pbxd.interfaces.ISIPMessageReceiver` (the SIP
+controller) with the transport it came on and its source ``(host, port)``.
+Nothing raises out of ``datagramReceived``/``dataReceived``: a failure is
+logged and the next message is read as if nothing happened.
+
+Stream connections, whoever opened them, are kept in a :class:`ConnectionTable`
+keyed by ``(transport name, peer host, peer port)`` so requests to a phone go
+over the connection it registered on (the only way through most NATs).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pbxd.errors import SIPParseError
+from pbxd.interfaces import IConnector, ISIPMessageReceiver, ISIPTransport
+from pbxd.sip.parser import StreamFramer, parse_message
+from pbxd.sip.validation import stamp_via
+
+#: The largest UDP payload (IPv4: 65535 - 20 IP - 8 UDP).
+MAX_DATAGRAM = 65507
+#: Seconds a stream may hold an incomplete message before it is closed (64*T1).
+INCOMPLETE_TIMEOUT = 32.0
+#: RFC 5626 section 3.5.1 keep-alive ping and pong on streams.
+CRLF_PING = b"\r\n\r\n"
+CRLF_PONG = b"\r\n"
+
+Address = tuple[str, int]
+
+
+def normalize_host(host: str) -> str:
+    """An IP literal in canonical form: IPv4-mapped IPv6 becomes IPv4, IPv6 compressed.
+
+    Anything that is not an IP literal is returned lower-cased.
+    """
+    host = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host.lower()
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _address(addr: Any) -> Address:
+    """``(host, port)`` from a socket address tuple or a Twisted IAddress."""
+    if isinstance(addr, tuple):
+        return normalize_host(addr[0]), int(addr[1])
+    return normalize_host(addr.host), int(addr.port)
+
+
+def _deliver(receiver: Any, transport: Any, source: Address, data: bytes) -> None:
+    """Parse one framed message and hand it (or its parse error) to ``receiver``."""
+    try:
+        message = parse_message(data)
+    except SIPParseError as error:
+        receiver.malformedReceived(error, transport, source)
+        return
+    if getattr(message, "method", None) is not None:
+        stamp_via(message, source)
+    receiver.messageReceived(message, transport, source)
+
+
+@implementer(ISIPTransport)
+class SIPDatagramProtocol(DatagramProtocol):
+    """One UDP listener: each datagram is one SIP message."""
+
+    log = Logger()
+    name = "UDP"
+    reliable = False
+    secure = False
+    connected = True
+    peer = None
+
+    def __init__(
+        self,
+        receiver: ISIPMessageReceiver,
+        clock: IReactorTime,
+        max_message_size: int = MAX_DATAGRAM,
+    ) -> None:
+        self.receiver = receiver
+        self.clock = clock
+        self.max_message_size = min(max_message_size, MAX_DATAGRAM)
+
+    @property
+    def local_address(self) -> Address | None:
+        """``(host, port)`` the port is bound to, None before it listens."""
+        if self.transport is None:
+            return None
+        host = self.transport.getHost()
+        return host.host, host.port
+
+    def _family(self) -> int:
+        return getattr(self.transport, "addressFamily", socket.AF_INET)
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        """Parse ``datagram`` and hand it over; never raises."""
+        try:
+            self._received(datagram, _address(addr))
+        except Exception:
+            self.log.failure("Failed handling a UDP datagram from {addr}", addr=addr)
+
+    def _received(self, datagram: bytes, source: Address) -> None:
+        if not datagram.strip(b"\r\n \t\x00"):
+            return  # keep-alive (RFC 5626 / vendor CRLF and NUL pings)
+        if datagram[0] < 0x20:
+            self.log.debug("Dropped non-SIP datagram (STUN?) from {source}", source=source)
+            return
+        if len(datagram) > self.max_message_size:
+            self.log.warn(
+                "Dropped {size}-byte datagram from {source}: over {limit}",
+                size=len(datagram),
+                source=source,
+                limit=self.max_message_size,
+            )
+            return
+        _deliver(self.receiver, self, source, datagram)
+
+    def send(self, data: bytes, address: Address) -> bool:
+        """Send one datagram to ``address`` (an IP literal); False if it could not go."""
+        if self.transport is None:
+            return False
+        if len(data) > MAX_DATAGRAM:
+            self.log.warn("Not sending {size}-byte message over UDP", size=len(data))
+            return False
+        host = normalize_host(address[0])
+        if self._family() == socket.AF_INET6 and "." in host and ":" not in host:
+            host = "::ffff:" + host
+        try:
+            self.transport.write(data, (host, int(address[1])))
+        except Exception as e:
+            self.log.warn("UDP send to {address} failed: {error}", address=address, error=e)
+            return False
+        return True
+
+
+@implementer(ISIPTransport)
+class SIPStreamProtocol(Protocol):
+    """One TCP or TLS connection, framed by Content-Length (RFC 3261 §18.3)."""
+
+    log = Logger()
+    reliable = True
+    factory: SIPStreamFactory
+
+    def __init__(self, factory: SIPStreamFactory) -> None:
+        self.factory = factory
+        self.secure = factory.secure
+        self.name = "TLS" if factory.secure else "TCP"
+        self.connected = False
+        self.peer: Address | None = None
+        self.local_address: Address | None = None
+        self.framer = StreamFramer(max_message_size=factory.max_message_size)
+        self._incomplete: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        """Remember the peer and enter the connection table."""
+        try:
+            self.connected = True
+            self.peer = _address(self.transport.getPeer())
+            self.local_address = _address(self.transport.getHost())
+            self.factory.connections.add(self)
+            self.log.debug("{name} connection from {peer}", name=self.name, peer=self.peer)
+        except Exception:
+            self.log.failure("Failed setting up a SIP stream connection")
+
+    def dataReceived(self, data: bytes) -> None:
+        """Frame ``data`` into messages and hand each over; never raises."""
+        try:
+            self._received(data)
+        except Exception:
+            self.log.failure("Failed handling data from {peer}", peer=self.peer)
+
+    def _received(self, data: bytes) -> None:
+        if self.framer.pending == 0 and data.startswith(CRLF_PING):
+            self.transport.write(CRLF_PONG)
+        receiver = self.factory.receiver
+        source = self.peer or ("", 0)
+        try:
+            messages = self.framer.feed(data)
+        except SIPParseError as error:
+            messages = []
+            receiver.malformedReceived(error, self, source)
+            if error.fatal:
+                self.log.info(
+                    "Closing {name} connection from {peer}: {reason}",
+                    name=self.name,
+                    peer=self.peer,
+                    reason=error.reason,
+                )
+                self.transport.loseConnection()
+                return
+        for message in messages:
+            if not self.connected:
+                break
+            try:
+                _deliver(receiver, self, source, message)
+            except Exception:
+                self.log.failure("Failed handling a message from {peer}", peer=self.peer)
+        self._watch_incomplete()
+
+    def _watch_incomplete(self) -> None:
+        """Close a connection that leaves a message incomplete for too long (slowloris)."""
+        if self.framer.pending and self.connected:
+            if self._incomplete is None or not self._incomplete.active():
+                self._incomplete = self.factory.clock.callLater(
+                    self.factory.incomplete_timeout, self._incomplete_expired
+                )
+        elif self._incomplete is not None and self._incomplete.active():
+            self._incomplete.cancel()
+            self._incomplete = None
+
+    def _incomplete_expired(self) -> None:
+        self._incomplete = None
+        if self.framer.pending and self.connected:
+            self.log.info("Closing idle partial {name} connection from {peer}", name=self.name, peer=self.peer)
+            self.transport.loseConnection()
+
+    def send(self, data: bytes, address: Address | None = None) -> bool:
+        """Write one message on this connection (``address`` is ignored)."""
+        if not self.connected or self.transport is None:
+            return False
+        try:
+            self.transport.write(data)
+        except Exception as e:
+            self.log.warn("Send to {peer} failed: {error}", peer=self.peer, error=e)
+            return False
+        return True
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        """Leave the table and tell the receiver (bindings on this flow may go)."""
+        self.connected = False
+        if self._incomplete is not None and self._incomplete.active():
+            self._incomplete.cancel()
+        self._incomplete = None
+        self.factory.connections.remove(self)
+        try:
+            self.factory.receiver.connectionLost(self)
+        except Exception:
+            self.log.failure("Receiver failed on connectionLost from {peer}", peer=self.peer)
+
+
+class SIPStreamFactory(Factory):
+    """Builds a :class:`SIPStreamProtocol` per TCP or TLS connection (in or out)."""
+
+    def __init__(
+        self,
+        receiver: ISIPMessageReceiver,
+        clock: IReactorTime,
+        secure: bool = False,
+        connections: ConnectionTable | None = None,
+        max_message_size: int = 65535,
+        incomplete_timeout: float = INCOMPLETE_TIMEOUT,
+    ) -> None:
+        self.receiver = receiver
+        self.clock = clock
+        self.secure = secure
+        self.connections = connections if connections is not None else ConnectionTable()
+        self.max_message_size = max_message_size
+        self.incomplete_timeout = incomplete_timeout
+
+    def buildProtocol(self, addr: Any) -> SIPStreamProtocol:
+        """A protocol for one connection."""
+        return SIPStreamProtocol(self)
+
+
+class ConnectionTable:
+    """Open stream connections by ``(transport name, peer host, peer port)``."""
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        self._connections: dict[tuple[str, str, int], Any] = {}
+
+    @staticmethod
+    def key(name: str, address: Address) -> tuple[str, str, int]:
+        """The table key for ``name`` ('TCP'/'TLS') and ``(host, port)``."""
+        return name.upper(), normalize_host(address[0]), int(address[1])
+
+    def add(self, transport: Any) -> None:
+        """Remember a connected stream transport under its peer."""
+        if transport.peer is not None:
+            self._connections[self.key(transport.name, transport.peer)] = transport
+
+    def remove(self, transport: Any) -> None:
+        """Forget ``transport`` (only if it is the one stored for its peer)."""
+        if transport.peer is None:
+            return
+        key = self.key(transport.name, transport.peer)
+        if self._connections.get(key) is transport:
+            del self._connections[key]
+
+    def get(self, name: str, address: Address) -> Any | None:
+        """The open connection to ``address`` over ``name``, or None."""
+        transport = self._connections.get(self.key(name, address))
+        if transport is not None and not transport.connected:
+            return None
+        return transport
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(list(self._connections.values()))
+
+
+@implementer(IConnector)
+class Connector:
+    """Finds a transport for requests we send: an open connection, the UDP port, or a new one.
+
+    ``connect(name, address)`` opens an outbound stream and returns a Deferred
+    firing with the connected :class:`SIPStreamProtocol` (the composition root
+    builds it from Twisted endpoints); without it only existing connections
+    are used.
+    """
+
+    def __init__(
+        self,
+        connections: ConnectionTable,
+        udp: list[SIPDatagramProtocol] | None = None,
+        connect: Callable[[str, Address], Deferred] | None = None,
+    ) -> None:
+        self.connections = connections
+        self.udp = udp if udp is not None else []
+        self.connect = connect
+
+    def transportFor(self, transport_name: str, address: Address) -> Any:
+        """An ISIPTransport (or a Deferred of one) to reach ``address``; None if impossible."""
+        name = transport_name.upper()
+        if name == "UDP":
+            return self._udp_for(address)
+        existing = self.connections.get(name, address)
+        if existing is not None:
+            return existing
+        if self.connect is None:
+            return None
+        return self.connect(name, address)
+
+    def _udp_for(self, address: Address) -> SIPDatagramProtocol | None:
+        """The UDP port whose address family can reach ``address``."""
+        want6 = ":" in normalize_host(address[0])
+        fallback = None
+        for proto in self.udp:
+            family = proto._family()
+            if (family == socket.AF_INET6) == want6:
+                return proto
+            if family == socket.AF_INET6:
+                fallback = proto  # a dual-stack '::' socket reaches IPv4 too
+        return fallback
