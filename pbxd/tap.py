@@ -1,13 +1,40 @@
-"""twistd plugin entry point (placeholder until the service is wired)."""
+"""``twistd pbx``: command-line options and the service maker (layer 7).
+
+``Options`` only parses and validates: ``postOptions`` loads the typed
+configuration and turns any :class:`~pbxd.errors.ConfigError` into a one-line
+``UsageError`` naming the file and the key. The server itself is built in
+:func:`makeService` by :func:`pbxd.service.make_service`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from twisted.python import usage
 
+from pbxd.config import load_config
+from pbxd.errors import ConfigError
+
 
 class Options(usage.Options):
-    optParameters = [["config", "c", "etc/config.yml", "Path to the YAML configuration file."]]
+    """``twistd pbx [-c FILE]``."""
+
+    synopsis = "[-c etc/config.yml]"
+    longdesc = "Run the pbxd PBX: SIP over UDP, TCP and TLS as configured in a YAML file."
+    optParameters = [
+        ["config", "c", "etc/config.yml", "Path to the YAML configuration file."],
+    ]
+
+    def postOptions(self) -> None:
+        """Load and validate the configuration; a bad one is a UsageError."""
+        try:
+            self.loaded = load_config(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e).splitlines()[0] if str(e) else repr(e)) from None
 
 
-def makeService(options):
-    from twisted.application.service import MultiService
+def makeService(options: Options) -> Any:
+    """The server's ``MultiService`` for the loaded configuration."""
+    from pbxd.service import make_service
 
-    return MultiService()
+    return make_service(options.loaded)

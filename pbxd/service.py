@@ -1,0 +1,278 @@
+"""The composition root: typed config in, a ``MultiService`` tree out (layer 7).
+
+This is the only module that picks concrete classes and wires them together;
+each part gets its collaborators and its slice of the configuration. The
+reactor is imported only inside :func:`make_service`.
+
+The tree::
+
+    MultiService "pbxd"
+      SIPStackService      stops the transaction layer on shutdown
+      UDPListener          one per ``udp:`` entry of sip.listen
+      StreamListener       one per ``tcp:``/``tls:``/``ssl:`` entry
+
+Adding a part (registrar, calls, admin API): build it in :func:`make_service`
+between the SIP stack parts and the listeners, and pass it to
+:func:`build_sip_stack` (``registrar=``, ``request_handler=``) or add its
+service to ``top``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.cred.portal import Portal
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from pbxd.auth.bans import BanList
+from pbxd.auth.checker import ExtensionChecker
+from pbxd.auth.realm import ExtensionRealm
+from pbxd.auth.sipauth import SIPAuthenticator
+from pbxd.configschema import Config, ListenSpec
+from pbxd.sip.controller import SIPController
+from pbxd.sip.digest import NonceSource
+from pbxd.sip.tls import context_factory, ensure_certificate
+from pbxd.sip.transaction import TransactionLayer
+from pbxd.sip.transport import (
+    ConnectionTable,
+    Connector,
+    SIPDatagramProtocol,
+    SIPStreamFactory,
+)
+from pbxd.store.extensions import ConfigExtensionStore
+
+log = Logger()
+
+#: recvfrom buffer for UDP listeners: never truncate a datagram (Twisted's default is 8192).
+UDP_MAX_PACKET = 65535
+
+
+@dataclass
+class SIPStack:
+    """The SIP parts shared by all listeners (what the calls layer is given)."""
+
+    transactions: TransactionLayer
+    controller: SIPController
+    connections: ConnectionTable
+    connector: Connector
+    bans: BanList
+    authenticator: SIPAuthenticator | None
+    udp: list[SIPDatagramProtocol] = field(default_factory=list)
+
+
+def make_service(config: Config, reactor: Any = None) -> MultiService:
+    """Build the whole server for ``config``; ``reactor`` defaults to the global one."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    state_dir = prepare_state_dir(config.pbx.state_dir)
+    top = MultiService()
+    top.setName("pbxd")
+
+    bans = build_bans(config, reactor)
+    authenticator = build_authenticator(config, reactor, bans)
+    # The registrar and the calls layer (request_handler) are built here and
+    # passed on when they exist; until then REGISTER and INVITE get 405.
+    stack = build_sip_stack(
+        config, reactor, bans=bans, authenticator=authenticator, registrar=None, request_handler=None
+    )
+    SIPStackService(stack).setServiceParent(top)
+
+    tls = None
+    for spec in config.sip.listen:
+        if spec.transport == "TLS" and not spec.endpoint.startswith("ssl:") and tls is None:
+            tls = build_tls(config, state_dir)
+        listener_service(spec, stack, reactor, config, tls).setServiceParent(top)
+    return top
+
+
+def prepare_state_dir(state_dir: str) -> str:
+    """Create ``state_dir`` (mode 0750) if it is missing; return it."""
+    os.makedirs(state_dir, mode=0o750, exist_ok=True)
+    return state_dir
+
+
+def build_bans(config: Config, reactor: Any) -> BanList:
+    """The ban list and flood limiter from ``security:``."""
+    security = config.security
+    return BanList(
+        reactor,
+        max_failed_attempts=security.max_failed_attempts,
+        failure_window=security.failure_window,
+        ban_duration=security.ban_duration,
+        trusted_networks=security.trusted_networks,
+        rate_limit_requests=security.rate_limit.requests,
+        rate_limit_window=security.rate_limit.window,
+    )
+
+
+def build_authenticator(config: Config, reactor: Any, bans: BanList) -> SIPAuthenticator | None:
+    """Digest authentication against the configured extensions (None if not required)."""
+    if not config.security.require_authentication:
+        return None
+    store = ConfigExtensionStore(config.extensions)
+    portal = Portal(ExtensionRealm(store), [ExtensionChecker(store)])
+    nonces = NonceSource(os.urandom(32), config.security.nonce_lifetime)
+    return SIPAuthenticator(
+        portal, nonces, bans, reactor, config.pbx.realm, config.security.digest_algorithms
+    )
+
+
+def build_sip_stack(
+    config: Config,
+    reactor: Any,
+    *,
+    bans: BanList,
+    authenticator: Any = None,
+    registrar: Any = None,
+    request_handler: Any = None,
+) -> SIPStack:
+    """Transaction layer, controller and connection table, shared by every listener."""
+    timers = config.sip.timers
+    transactions = TransactionLayer(reactor, t1=timers.t1, t2=timers.t2, t4=timers.t4)
+    controller = SIPController(
+        transactions,
+        reactor,
+        config.pbx.realm,
+        config.pbx.user_agent,
+        registrar=registrar,
+        request_handler=request_handler,
+        authenticator=authenticator,
+        bans=bans,
+    )
+    connections = ConnectionTable()
+    udp: list[SIPDatagramProtocol] = []
+    connector = Connector(connections, udp)
+    return SIPStack(transactions, controller, connections, connector, bans, authenticator, udp)
+
+
+def build_tls(config: Config, state_dir: str) -> Any:
+    """The server TLS context from ``sip.tls`` (making the automatic certificate if needed)."""
+    tls = config.sip.tls
+    if tls.certificate == "auto" or tls.private_key == "auto":
+        cert, key = ensure_certificate(state_dir, config.pbx.realm)
+    else:
+        cert, key = tls.certificate, tls.private_key
+    return context_factory(cert, key, tls.ca_file, tls.verify_client, tls.min_version)
+
+
+def listener_service(
+    spec: ListenSpec, stack: SIPStack, reactor: Any, config: Config, tls: Any
+) -> Service:
+    """One service for one ``sip.listen`` entry."""
+    max_size = config.sip.max_message_size
+    if spec.transport == "UDP":
+        protocol = SIPDatagramProtocol(stack.controller, reactor, max_message_size=max_size)
+        stack.udp.append(protocol)
+        return UDPListener(reactor, spec, protocol)
+    factory = SIPStreamFactory(
+        stack.controller,
+        reactor,
+        secure=spec.transport == "TLS",
+        connections=stack.connections,
+        max_message_size=max_size,
+    )
+    if spec.transport == "TLS" and not spec.endpoint.startswith("ssl:"):
+        endpoint = endpoints.SSL4ServerEndpoint(
+            reactor, spec.port, tls, interface=spec.interface or ""
+        )
+    else:
+        endpoint = endpoints.serverFromString(reactor, spec.endpoint)
+    return StreamListener(reactor, spec, endpoint, factory)
+
+
+def _listen_failed(reactor: Any, spec: ListenSpec, error: Any) -> None:
+    """A listener could not bind: say so and stop the server."""
+    log.critical(
+        "SIP cannot listen on {endpoint}: {error}", endpoint=spec.endpoint, error=error
+    )
+    reactor.callLater(0, reactor.stop)
+
+
+class UDPListener(Service):
+    """Binds one UDP port for a :class:`SIPDatagramProtocol` while running."""
+
+    def __init__(self, reactor: Any, spec: ListenSpec, protocol: SIPDatagramProtocol) -> None:
+        self.reactor = reactor
+        self.spec = spec
+        self.protocol = protocol
+        self.port: Any = None
+
+    def startService(self) -> None:
+        """Listen, log where, or stop the server if the port is taken."""
+        super().startService()
+        try:
+            self.port = self.reactor.listenUDP(
+                self.spec.port,
+                self.protocol,
+                interface=self.spec.interface or "",
+                maxPacketSize=UDP_MAX_PACKET,
+            )
+        except Exception as e:
+            _listen_failed(self.reactor, self.spec, e)
+            return
+        host = self.port.getHost()
+        log.info("SIP listening on {transport} {host}:{port}", transport="UDP",
+                 host=host.host, port=host.port)
+
+    def stopService(self) -> Deferred | None:
+        """Close the port."""
+        super().stopService()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None
+
+
+class StreamListener(Service):
+    """Listens on a Twisted stream endpoint (TCP or TLS) while running."""
+
+    def __init__(self, reactor: Any, spec: ListenSpec, endpoint: Any, factory: SIPStreamFactory) -> None:
+        self.reactor = reactor
+        self.spec = spec
+        self.endpoint = endpoint
+        self.factory = factory
+        self.port: Any = None
+
+    def startService(self) -> None:
+        """Listen, log where, or stop the server if the port is taken."""
+        super().startService()
+        d = self.endpoint.listen(self.factory)
+        d.addCallbacks(self._listening, lambda f: _listen_failed(self.reactor, self.spec, f.value))
+
+    def _listening(self, port: Any) -> None:
+        self.port = port
+        host = port.getHost()
+        log.info("SIP listening on {transport} {host}:{port}", transport=self.spec.transport,
+                 host=host.host, port=host.port)
+
+    def stopService(self) -> Deferred | None:
+        """Stop accepting and close the open connections."""
+        super().stopService()
+        for connection in list(self.factory.connections):
+            if connection.factory is self.factory and connection.transport is not None:
+                connection.transport.loseConnection()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None
+
+
+class SIPStackService(Service):
+    """Owns the SIP stack's lifetime: transactions are abandoned on shutdown."""
+
+    name = "sip"
+
+    def __init__(self, stack: SIPStack) -> None:
+        self.stack = stack
+
+    def stopService(self) -> None:
+        """Stop every transaction timer."""
+        super().stopService()
+        self.stack.transactions.stop()
