@@ -263,7 +263,7 @@ class Message:
                     done.add(key)
                     out.extend(f"{name}: {v}" for v in h._rendered(key))
             else:
-                out.append(name + ": " + value)
+                out.append(name + ": " + value if value else name + ":")
         if not placed:
             out.append(f"Content-Length: {len(body)}")
         out.append("\r\n")
