@@ -1,10 +1,9 @@
 """SDP session descriptions (RFC 4566): parse, inspect, edit, serialize. Pure.
 
-``SessionDescription.parse`` accepts ``str`` or ``bytes`` (LF or CRLF line
-ends) and raises :class:`SDPParseError` naming the line at fault.  Lines the
-model does not interpret (``i=``, ``b=``, ``k=``, ``r=``, ``z=``, unknown
-letters, ...) are kept in order and written back in the RFC 4566 order, so an
-SDP body in that order round-trips byte for byte through ``serialize``.
+``SessionDescription.parse`` takes ``str`` or ``bytes`` (LF or CRLF line ends) and
+raises :class:`SDPParseError` naming the line at fault.  Lines the model does not
+interpret (``i=``, ``b=``, ``k=``, ``r=``, ``z=``, unknown letters) are kept in order
+and written back in RFC 4566 order: such a body round-trips byte for byte.
 """
 
 from __future__ import annotations
@@ -55,10 +54,8 @@ class Origin:
     address: str = "0.0.0.0"
 
     def __str__(self) -> str:
-        return (
-            f"{self.username} {self.sess_id} {self.sess_version} "
-            f"{self.nettype} {self.addrtype} {self.address}"
-        )
+        fields = (self.username, self.sess_id, self.sess_version, self.nettype, self.addrtype)
+        return f"{' '.join(map(str, fields))} {self.address}"
 
 
 @dataclass(slots=True)
@@ -175,11 +172,8 @@ class MediaDescription:
     @property
     def ptime(self) -> int | None:
         """The a=ptime value in milliseconds, or None."""
-        value = _get_attr(self.attributes, "ptime")
-        try:
-            return int(float(value)) if value else None
-        except ValueError:
-            return None
+        value = (_get_attr(self.attributes, "ptime") or "").strip()
+        return int(value) if _is_number(value) else None
 
     @ptime.setter
     def ptime(self, value: int | None) -> None:
@@ -190,10 +184,6 @@ class MediaDescription:
     def get_attribute(self, name: str) -> str | None:
         """The value of the first attribute called ``name`` (None if absent or a flag)."""
         return _get_attr(self.attributes, name)
-
-    def has_attribute(self, name: str) -> bool:
-        """True when an attribute called ``name`` is present."""
-        return any(key == name for key, _ in self.attributes)
 
     def _lines(self) -> list[str]:
         port = f"{self.port}/{self.port_count}" if self.port_count is not None else str(self.port)
@@ -268,19 +258,15 @@ class SessionDescription:
 
 
 def check_address(addrtype: str, address: str, where: str) -> None:
-    """Raise SDPParseError when an IP literal does not match its address type."""
-    if addrtype not in ("IP4", "IP6"):
-        raise SDPParseError(f"{where}: address type {addrtype!r}, expected IP4 or IP6")
+    """Raise SDPParseError unless ``address`` fits ``addrtype`` (IP4 may be a host name)."""
     host = address.split("/", 1)[0]
-    if not host:
-        raise SDPParseError(f"{where}: empty address")
+    if addrtype not in ("IP4", "IP6") or not host:
+        raise SDPParseError(f"{where}: expected IP4 or IP6 and an address, got {addrtype} {host!r}")
     try:
-        ip = ipaddress.ip_address(host)
+        is_ip6 = ipaddress.ip_address(host).version == 6
     except ValueError:
-        if addrtype == "IP6" or ":" in host:
-            raise SDPParseError(f"{where}: {host!r} is not an {addrtype} address") from None
-        return  # IP4 may carry a host name (RFC 4566 §5.7)
-    if (ip.version == 6) != (addrtype == "IP6"):
+        is_ip6 = None if addrtype == "IP4" and ":" not in host else addrtype == "IP4"
+    if is_ip6 is not None and is_ip6 != (addrtype == "IP6"):
         raise SDPParseError(f"{where}: {host!r} is not an {addrtype} address")
 
 
