@@ -263,10 +263,10 @@ def check_address(addrtype: str, address: str, where: str) -> None:
     if addrtype not in ("IP4", "IP6") or not host:
         raise SDPParseError(f"{where}: expected IP4 or IP6 and an address, got {addrtype} {host!r}")
     try:
-        is_ip6 = ipaddress.ip_address(host).version == 6
-    except ValueError:
-        is_ip6 = None if addrtype == "IP4" and ":" not in host else addrtype == "IP4"
-    if is_ip6 is not None and is_ip6 != (addrtype == "IP6"):
+        version = ipaddress.ip_address(host).version
+    except ValueError:  # not a literal: a host name is fine for IP4 only
+        version = 4 if addrtype == "IP4" and ":" not in host else 0
+    if version != (6 if addrtype == "IP6" else 4):
         raise SDPParseError(f"{where}: {host!r} is not an {addrtype} address")
 
 
