@@ -27,6 +27,7 @@ from twisted.application.service import MultiService, Service
 from twisted.cred.portal import Portal
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
 from pbxd.auth.bans import BanList
@@ -117,7 +118,9 @@ def build_authenticator(config: Config, reactor: Any, bans: BanList) -> SIPAuthe
     if not config.security.require_authentication:
         return None
     store = ConfigExtensionStore(config.extensions)
-    portal = Portal(ExtensionRealm(store), [ExtensionChecker(store)])
+    realm: Any = ExtensionRealm(store)
+    checker: Any = ExtensionChecker(store)
+    portal = Portal(realm, [checker])
     nonces = NonceSource(os.urandom(32), config.security.nonce_lifetime)
     return SIPAuthenticator(
         portal, nonces, bans, reactor, config.pbx.realm, config.security.digest_algorithms
@@ -192,7 +195,15 @@ def _listen_failed(reactor: Any, spec: ListenSpec, error: Any) -> None:
     log.critical(
         "SIP cannot listen on {endpoint}: {error}", endpoint=spec.endpoint, error=error
     )
-    reactor.callLater(0, reactor.stop)
+    reactor.callLater(0, _stop, reactor)
+
+
+def _stop(reactor: Any) -> None:
+    """Stop the reactor once, however many listeners failed."""
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
 
 
 class UDPListener(Service):
@@ -267,10 +278,9 @@ class StreamListener(Service):
 class SIPStackService(Service):
     """Owns the SIP stack's lifetime: transactions are abandoned on shutdown."""
 
-    name = "sip"
-
     def __init__(self, stack: SIPStack) -> None:
         self.stack = stack
+        self.setName("sip")
 
     def stopService(self) -> None:
         """Stop every transaction timer."""

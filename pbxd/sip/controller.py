@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -78,7 +77,7 @@ class SIPController:
     def __init__(
         self,
         transactions: Any,
-        clock: IReactorTime,
+        clock: Any,  # IReactorTime
         realm: str,
         user_agent: str,
         *,

@@ -20,14 +20,13 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pbxd.errors import SIPParseError
-from pbxd.interfaces import IConnector, ISIPMessageReceiver, ISIPTransport
+from pbxd.interfaces import IConnector, ISIPTransport
 from pbxd.sip.parser import StreamFramer, parse_message
 from pbxd.sip.validation import stamp_via
 
@@ -81,6 +80,7 @@ class SIPDatagramProtocol(DatagramProtocol):
     """One UDP listener: each datagram is one SIP message."""
 
     log = Logger()
+    noisy = False
     name = "UDP"
     reliable = False
     secure = False
@@ -89,8 +89,8 @@ class SIPDatagramProtocol(DatagramProtocol):
 
     def __init__(
         self,
-        receiver: ISIPMessageReceiver,
-        clock: IReactorTime,
+        receiver: Any,  # ISIPMessageReceiver
+        clock: Any,  # IReactorTime
         max_message_size: int = MAX_DATAGRAM,
     ) -> None:
         self.receiver = receiver
@@ -100,9 +100,10 @@ class SIPDatagramProtocol(DatagramProtocol):
     @property
     def local_address(self) -> Address | None:
         """``(host, port)`` the port is bound to, None before it listens."""
-        if self.transport is None:
+        transport: Any = self.transport
+        if transport is None:
             return None
-        host = self.transport.getHost()
+        host = transport.getHost()
         return host.host, host.port
 
     def _family(self) -> int:
@@ -141,8 +142,9 @@ class SIPDatagramProtocol(DatagramProtocol):
         host = normalize_host(address[0])
         if self._family() == socket.AF_INET6 and "." in host and ":" not in host:
             host = "::ffff:" + host
+        port: Any = self.transport
         try:
-            self.transport.write(data, (host, int(address[1])))
+            port.write(data, (host, int(address[1])))
         except Exception as e:
             self.log.warn("UDP send to {address} failed: {error}", address=address, error=e)
             return False
@@ -156,6 +158,7 @@ class SIPStreamProtocol(Protocol):
     log = Logger()
     reliable = True
     factory: SIPStreamFactory
+    transport: Any
 
     def __init__(self, factory: SIPStreamFactory) -> None:
         self.factory = factory
@@ -165,7 +168,7 @@ class SIPStreamProtocol(Protocol):
         self.peer: Address | None = None
         self.local_address: Address | None = None
         self.framer = StreamFramer(max_message_size=factory.max_message_size)
-        self._incomplete: IDelayedCall | None = None
+        self._incomplete: Any = None  # IDelayedCall
 
     def connectionMade(self) -> None:
         """Remember the peer and enter the connection table."""
@@ -257,10 +260,12 @@ class SIPStreamProtocol(Protocol):
 class SIPStreamFactory(Factory):
     """Builds a :class:`SIPStreamProtocol` per TCP or TLS connection (in or out)."""
 
+    noisy = False
+
     def __init__(
         self,
-        receiver: ISIPMessageReceiver,
-        clock: IReactorTime,
+        receiver: Any,  # ISIPMessageReceiver
+        clock: Any,  # IReactorTime
         secure: bool = False,
         connections: ConnectionTable | None = None,
         max_message_size: int = 65535,
@@ -273,7 +278,7 @@ class SIPStreamFactory(Factory):
         self.max_message_size = max_message_size
         self.incomplete_timeout = incomplete_timeout
 
-    def buildProtocol(self, addr: Any) -> SIPStreamProtocol:
+    def buildProtocol(self, addr: Any) -> Any:
         """A protocol for one connection."""
         return SIPStreamProtocol(self)
 
