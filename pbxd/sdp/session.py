@@ -263,7 +263,7 @@ def check_address(addrtype: str, address: str, where: str) -> None:
     if addrtype not in ("IP4", "IP6") or not host:
         raise SDPParseError(f"{where}: expected IP4 or IP6 and an address, got {addrtype} {host!r}")
     try:
-        version = ipaddress.ip_address(host).version
+        version: int = ipaddress.ip_address(host).version
     except ValueError:  # not a literal: a host name is fine for IP4 only
         version = 4 if addrtype == "IP4" and ":" not in host else 0
     if version != (6 if addrtype == "IP6" else 4):
