@@ -37,6 +37,8 @@ from pbxd.auth.sipauth import SIPAuthenticator
 from pbxd.configschema import Config, ListenSpec
 from pbxd.sip.controller import SIPController
 from pbxd.sip.digest import NonceSource
+from pbxd.sip.location import LocationService
+from pbxd.sip.registrar import Registrar
 from pbxd.sip.tls import context_factory, ensure_certificate
 from pbxd.sip.transaction import TransactionLayer
 from pbxd.sip.transport import (
@@ -77,11 +79,18 @@ def make_service(config: Config, reactor: Any = None) -> MultiService:
     top.setName("pbxd")
 
     bans = build_bans(config, reactor)
-    authenticator = build_authenticator(config, reactor, bans)
-    # The registrar and the calls layer (request_handler) are built here and
-    # passed on when they exist; until then REGISTER and INVITE get 405.
+    extensions = ConfigExtensionStore(config.extensions)
+    authenticator = build_authenticator(config, reactor, bans, extensions)
+    registrar = build_registrar(config, reactor, extensions)
+    # The calls layer (request_handler) is built here and passed on when it
+    # exists; until then INVITE and other call requests get 405.
     stack = build_sip_stack(
-        config, reactor, bans=bans, authenticator=authenticator, registrar=None, request_handler=None
+        config,
+        reactor,
+        bans=bans,
+        authenticator=authenticator,
+        registrar=registrar,
+        request_handler=None,
     )
     SIPStackService(stack).setServiceParent(top)
 
@@ -113,17 +122,34 @@ def build_bans(config: Config, reactor: Any) -> BanList:
     )
 
 
-def build_authenticator(config: Config, reactor: Any, bans: BanList) -> SIPAuthenticator | None:
-    """Digest authentication against the configured extensions (None if not required)."""
+def build_authenticator(
+    config: Config, reactor: Any, bans: BanList, store: Any
+) -> SIPAuthenticator | None:
+    """Digest authentication against ``store`` (an IExtensionStore); None if not required."""
     if not config.security.require_authentication:
         return None
-    store = ConfigExtensionStore(config.extensions)
     realm: Any = ExtensionRealm(store)
     checker: Any = ExtensionChecker(store)
     portal = Portal(realm, [checker])
     nonces = NonceSource(os.urandom(32), config.security.nonce_lifetime)
     return SIPAuthenticator(
         portal, nonces, bans, reactor, config.pbx.realm, config.security.digest_algorithms
+    )
+
+
+def build_registrar(config: Config, reactor: Any, extensions: Any) -> Registrar:
+    """The registrar and its location service (in memory until a store is wired)."""
+    reg = config.registrar
+    location = LocationService(reactor, store=None, nat=reg.nat)
+    return Registrar(
+        location,
+        reactor,
+        min_expires=reg.min_expires,
+        max_expires=reg.max_expires,
+        default_expires=reg.default_expires,
+        max_contacts=reg.max_contacts,
+        extensions=extensions,
+        server=config.pbx.user_agent,
     )
 
 
