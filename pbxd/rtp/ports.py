@@ -1,0 +1,92 @@
+"""RTP/RTCP port pairs from ``rtp.port_range`` (layer 2).
+
+RTP goes on an even port and RTCP on the next odd one (RFC 3550 section 11).
+A pair is handed out round-robin over the range so a just-released port is
+not reused at once (late packets of the old call then land nowhere), and is
+skipped when the operating system refuses to bind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+
+ListenUDP = Callable[[int, Any, str], Any]
+"""``listen_udp(port, protocol, interface) -> IListeningPort`` (``reactor.listenUDP``)."""
+
+
+class PortsExhausted(Exception):
+    """No free RTP/RTCP pair is left in the configured range."""
+
+
+@dataclass
+class PortPair:
+    """A bound RTP/RTCP pair; ``close()`` releases both."""
+
+    rtp_port: int
+    rtcp_port: int
+    rtp_listener: Any
+    rtcp_listener: Any
+    _release: Callable[[int], None]
+
+    def close(self) -> None:
+        """Stop listening on both ports and give the pair back."""
+        for listener in (self.rtp_listener, self.rtcp_listener):
+            try:
+                listener.stopListening()
+            except Exception:  # pragma: no cover - already closed
+                pass
+        self._release(self.rtp_port)
+
+
+class PortAllocator:
+    """Hands out even/odd UDP port pairs within ``[low, high]``."""
+
+    log = Logger()
+
+    def __init__(self, listen_udp: ListenUDP, address: str, low: int, high: int) -> None:
+        if low % 2:
+            low += 1
+        if high - low < 1:
+            raise ValueError(f"port range {low}-{high} holds no RTP/RTCP pair")
+        self._listen = listen_udp
+        self.address = address
+        self.low = low
+        self.high = high
+        self._next = low
+        self._used: set[int] = set()
+
+    @property
+    def capacity(self) -> int:
+        """How many pairs the range holds."""
+        return (self.high - self.low + 1) // 2
+
+    @property
+    def in_use(self) -> int:
+        """How many pairs are handed out now."""
+        return len(self._used)
+
+    def allocate(self, rtp_protocol: Any, rtcp_protocol: Any) -> PortPair:
+        """Bind the next free pair to the two protocols; raise PortsExhausted when none is left."""
+        for _ in range(self.capacity):
+            port = self._next
+            self._next = port + 2 if port + 3 <= self.high else self.low
+            if port in self._used:
+                continue
+            try:
+                rtp = self._listen(port, rtp_protocol, self.address)
+            except CannotListenError:
+                continue
+            try:
+                rtcp = self._listen(port + 1, rtcp_protocol, self.address)
+            except CannotListenError:
+                rtp.stopListening()
+                continue
+            self._used.add(port)
+            return PortPair(port, port + 1, rtp, rtcp, self._used.discard)
+        self.log.error("RTP ports exhausted in {low}-{high}", low=self.low, high=self.high)
+        raise PortsExhausted(f"no free RTP port pair in {self.low}-{self.high}")
