@@ -651,6 +651,8 @@ def test_invite_server_never_mixes_final_classes_and_always_ends(
     txn = h.server(request(transport=via_transport))
     for event in events:
         if event == "invite":
+            if txn.state is State.TERMINATED:
+                break  # (TCP: Timer I is zero) a later INVITE starts a new transaction, rightly
             assert h.server(request(transport=via_transport)) is None
         elif event == "ack":
             h.layer.match_ack(request(method="ACK", transport=via_transport, to_tag="me"))
