@@ -1,0 +1,102 @@
+"""Call detail records for ended calls (layer 4).
+
+:func:`build_cdr` turns an ended :class:`~pbxd.calls.call.Call` into the
+record :class:`~pbxd.interfaces.ICDRStore` writes (see
+:mod:`pbxd.store.cdr` for the columns). :class:`CDRWriter` writes them and
+keeps the writes still in flight, so shutdown can wait for every one.
+
+Dispositions (the names Asterisk users know):
+
+==============  ==========================================================
+ANSWERED        the call was answered (whatever ended it later)
+NO ANSWER       nobody answered in time (no-answer timeout, 408, 480)
+BUSY            the callee was busy or declined (486, 600, 603)
+CANCELLED       the caller hung up before the answer (CANCEL)
+FAILED          anything else (404, 488, 5xx, no ports, bad SDP ...)
+==============  ==========================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.logger import Logger
+
+BUSY_STATUSES = frozenset({486, 600, 603})
+NO_ANSWER_STATUSES = frozenset({408, 480})
+
+
+def disposition_for(status: int) -> str:
+    """The disposition of an unanswered call that ended with final ``status``."""
+    if status in BUSY_STATUSES:
+        return "BUSY"
+    if status in NO_ANSWER_STATUSES:
+        return "NO ANSWER"
+    if status == 487:
+        return "CANCELLED"
+    return "FAILED"
+
+
+def build_cdr(call: Any) -> dict[str, Any]:
+    """The CDR of an ended call (a dict with :data:`pbxd.store.cdr.CDR_FIELDS` and extras)."""
+    end = call.ended_at if call.ended_at is not None else call.started_at
+    answer = call.answered_at
+    return {
+        "call_id": call.a.request.call_id,
+        "start": call.started_at,
+        "answer": answer,
+        "end": end,
+        "duration": round(max(0.0, end - call.started_at), 3),
+        "billsec": round(max(0.0, end - answer), 3) if answer is not None else 0.0,
+        "source": call.caller,
+        "destination": call.destination,
+        "disposition": call.disposition or "FAILED",
+        "hangup_cause": call.hangup_cause,
+        "hangup_side": call.hangup_side,
+        "codecs": list(call.codecs),
+        "media": dict(call.media_counters),
+        "pbx_call_id": call.id,
+        "answered_by": call.winner.id if call.winner is not None else None,
+    }
+
+
+class CDRWriter:
+    """Writes CDRs through an ICDRStore; :meth:`flush` waits for those in flight."""
+
+    log = Logger()
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.pending: set[Deferred] = set()
+        self.written = 0
+        self.failed = 0
+
+    def write(self, record: dict[str, Any]) -> Deferred:
+        """Start writing ``record``; the Deferred never fails (errors are logged)."""
+        if self.store is None:
+            self.written += 1
+            return succeed(None)
+        try:
+            d = self.store.write(record)
+        except Exception as e:  # a store bug must not stop call teardown
+            d = fail(e)
+        self.pending.add(d)
+
+        def done(result: Any) -> Any:
+            self.pending.discard(d)
+            self.written += 1
+            return result
+
+        def failed(failure: Any) -> None:
+            self.pending.discard(d)
+            self.failed += 1
+            self.log.failure("CDR of {call_id} not written", failure,
+                             call_id=record.get("call_id"))
+
+        d.addCallbacks(done, failed)
+        return d
+
+    def flush(self) -> Deferred:
+        """Fire once every write started so far has finished."""
+        return DeferredList(list(self.pending), consumeErrors=True)
