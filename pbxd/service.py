@@ -26,7 +26,7 @@ from typing import Any
 from twisted.application.service import MultiService, Service
 from twisted.cred.portal import Portal
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
@@ -47,7 +47,11 @@ from pbxd.sip.transport import (
     SIPDatagramProtocol,
     SIPStreamFactory,
 )
+from pbxd.store.bans import SQLiteBanStore
+from pbxd.store.cdr import SQLiteCDRStore
+from pbxd.store.db import Database, open_database
 from pbxd.store.extensions import ConfigExtensionStore
+from pbxd.store.location import SQLiteLocationStore
 
 log = Logger()
 
@@ -68,8 +72,12 @@ class SIPStack:
     udp: list[SIPDatagramProtocol] = field(default_factory=list)
 
 
-def make_service(config: Config, reactor: Any = None) -> MultiService:
-    """Build the whole server for ``config``; ``reactor`` defaults to the global one."""
+def make_service(config: Config, reactor: Any = None, *, database: Any = None) -> MultiService:
+    """Build the whole server for ``config``; ``reactor`` defaults to the global one.
+
+    ``database`` (a :class:`pbxd.store.db.Database`) replaces the one opened from
+    ``store.url``: tests pass one over a synchronous pool.
+    """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -78,10 +86,15 @@ def make_service(config: Config, reactor: Any = None) -> MultiService:
     top = MultiService()
     top.setName("pbxd")
 
-    bans = build_bans(config, reactor)
+    stores = build_stores(config, reactor, database)
+    state = StateService(stores)
+    state.setServiceParent(top)  # first child: started first, stopped last
+
+    bans = build_bans(config, reactor, store=stores.bans)
     extensions = ConfigExtensionStore(config.extensions)
     authenticator = build_authenticator(config, reactor, bans, extensions)
-    registrar = build_registrar(config, reactor, extensions)
+    registrar = build_registrar(config, reactor, extensions, store=stores.location)
+    state.restore_with(registrar.location, bans)
     # The calls layer (request_handler) is built here and passed on when it
     # exists; until then INVITE and other call requests get 405.
     stack = build_sip_stack(
@@ -98,8 +111,99 @@ def make_service(config: Config, reactor: Any = None) -> MultiService:
     for spec in config.sip.listen:
         if spec.transport == "TLS" and not spec.endpoint.startswith("ssl:") and tls is None:
             tls = build_tls(config, state_dir)
-        listener_service(spec, stack, reactor, config, tls).setServiceParent(top)
+        listener = listener_service(spec, stack, reactor, config, tls)
+        listener.ready = state.ready
+        listener.setServiceParent(top)
     return top
+
+
+@dataclass
+class Stores:
+    """The durable stores over one database."""
+
+    database: Database
+    location: SQLiteLocationStore
+    bans: SQLiteBanStore
+    cdr: SQLiteCDRStore
+
+
+def build_stores(config: Config, reactor: Any, database: Any = None) -> Stores:
+    """Open ``store.url`` (SQLite by default) and the stores kept in it."""
+    if database is None:
+        database = open_database(config.store.url, reactor)
+    return Stores(
+        database,
+        SQLiteLocationStore(database, reactor),
+        SQLiteBanStore(database, reactor),
+        SQLiteCDRStore(database),
+    )
+
+
+class StateService(Service):
+    """Prepares the stores and restores registrations and bans before anything listens.
+
+    ``ready()`` gives a Deferred that fires once that is done; listeners wait
+    for it, so no REGISTER is answered before the stored bindings are back.
+    """
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+        self.setName("state")
+        self._location: Any = None
+        self._bans: Any = None
+        self._ready = False
+        self._waiting: list[Deferred] = []
+
+    def restore_with(self, location: Any, bans: Any) -> None:
+        """What to restore at start."""
+        self._location, self._bans = location, bans
+
+    def ready(self) -> Deferred:
+        """A Deferred firing when the stores are prepared and state restored."""
+        if self._ready:
+            return _fired()
+        d: Deferred = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def startService(self) -> None:
+        """Migrate the schema, then restore bindings and bans."""
+        super().startService()
+        stores = self.stores
+        d = DeferredList(
+            [stores.location.prepare(), stores.bans.prepare(), stores.cdr.prepare()],
+            fireOnOneErrback=True,
+            consumeErrors=True,
+        )
+        if self._location is not None:
+            d.addCallback(lambda _: self._location.restore())
+            d.addCallback(lambda n: log.info("restored {count} registrations", count=n))
+        if self._bans is not None:
+            d.addCallback(lambda _: self._bans.load())
+        d.addCallbacks(self._restored, self._failed)
+
+    def _restored(self, _: Any) -> None:
+        self._ready = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def _failed(self, failure: Any) -> None:
+        log.failure("cannot open the store", failure)
+        from twisted.internet import reactor
+
+        _stop(reactor)
+
+    def stopService(self) -> None:
+        """Close the database (the last thing to stop)."""
+        super().stopService()
+        self.stores.database.close()
+
+
+def _fired() -> Deferred:
+    d: Deferred = Deferred()
+    d.callback(None)
+    return d
 
 
 def prepare_state_dir(state_dir: str) -> str:
@@ -108,7 +212,7 @@ def prepare_state_dir(state_dir: str) -> str:
     return state_dir
 
 
-def build_bans(config: Config, reactor: Any) -> BanList:
+def build_bans(config: Config, reactor: Any, store: Any = None) -> BanList:
     """The ban list and flood limiter from ``security:``."""
     security = config.security
     return BanList(
@@ -119,6 +223,7 @@ def build_bans(config: Config, reactor: Any) -> BanList:
         trusted_networks=security.trusted_networks,
         rate_limit_requests=security.rate_limit.requests,
         rate_limit_window=security.rate_limit.window,
+        store=store,
     )
 
 
@@ -137,10 +242,12 @@ def build_authenticator(
     )
 
 
-def build_registrar(config: Config, reactor: Any, extensions: Any) -> Registrar:
-    """The registrar and its location service (in memory until a store is wired)."""
+def build_registrar(
+    config: Config, reactor: Any, extensions: Any, store: Any = None
+) -> Registrar:
+    """The registrar and its location service (bindings kept in ``store``)."""
     reg = config.registrar
-    location = LocationService(reactor, store=None, nat=reg.nat)
+    location = LocationService(reactor, store=store, nat=reg.nat)
     return Registrar(
         location,
         reactor,
@@ -232,6 +339,16 @@ def _stop(reactor: Any) -> None:
         pass
 
 
+def _when_ready(ready: Any, action: Any) -> None:
+    """Run ``action`` now, or when the ``ready()`` Deferred fires."""
+    if ready is None:
+        action()
+        return
+    ready().addCallback(lambda _: action()).addErrback(
+        lambda f: log.failure("listener start failed", f)
+    )
+
+
 class UDPListener(Service):
     """Binds one UDP port for a :class:`SIPDatagramProtocol` while running."""
 
@@ -240,10 +357,17 @@ class UDPListener(Service):
         self.spec = spec
         self.protocol = protocol
         self.port: Any = None
+        self.ready: Any = None
 
     def startService(self) -> None:
-        """Listen, log where, or stop the server if the port is taken."""
+        """Listen once the state is restored."""
         super().startService()
+        _when_ready(self.ready, self._listen)
+
+    def _listen(self) -> None:
+        """Listen, log where, or stop the server if the port is taken."""
+        if not self.running:
+            return
         try:
             self.port = self.reactor.listenUDP(
                 self.spec.port,
@@ -276,10 +400,17 @@ class StreamListener(Service):
         self.endpoint = endpoint
         self.factory = factory
         self.port: Any = None
+        self.ready: Any = None
 
     def startService(self) -> None:
-        """Listen, log where, or stop the server if the port is taken."""
+        """Listen once the state is restored."""
         super().startService()
+        _when_ready(self.ready, self._listen)
+
+    def _listen(self) -> None:
+        """Listen, log where, or stop the server if the port is taken."""
+        if not self.running:
+            return
         d = self.endpoint.listen(self.factory)
         d.addCallbacks(self._listening, lambda f: _listen_failed(self.reactor, self.spec, f.value))
 

@@ -12,6 +12,12 @@ from twisted.python import usage
 from pbxd import tap
 from pbxd.config import load_config
 from pbxd.service import make_service
+from pbxd.store.db import Database
+from pbxd.store.testing import SynchronousConnectionPool
+
+
+def sync_database(tmp_path) -> Database:
+    return Database(SynchronousConnectionPool(str(tmp_path / "pbxd.sqlite")))
 
 GOOD = """\
 pbx:
@@ -105,7 +111,7 @@ def test_good_config_is_loaded_by_options(tmp_path):
 def test_make_service_listens_on_every_configured_transport(tmp_path):
     config = load_config(write(tmp_path, GOOD))
     reactor = Reactor()
-    service = make_service(config, reactor)
+    service = make_service(config, reactor, database=sync_database(tmp_path))
     assert os.path.isdir(config.pbx.state_dir)
     service.startService()
     [udp] = reactor.udpPorts
@@ -120,6 +126,6 @@ def test_make_service_listens_on_every_configured_transport(tmp_path):
 def test_udp_listener_does_not_truncate_large_datagrams(tmp_path):
     config = load_config(write(tmp_path, GOOD))
     reactor = Reactor()
-    make_service(config, reactor).startService()
+    make_service(config, reactor, database=sync_database(tmp_path)).startService()
     [port] = reactor.udpPorts
     assert port.maxPacketSize >= 65507
