@@ -33,6 +33,9 @@ _NUMBER_RE = re.compile(r"[0-9]+\Z")
 _CALLID_RE = re.compile(r"\S+\Z")
 _STREAM_CL_RE = re.compile(rb"(?:^|\n)[ \t]*(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
 _SINGLE = ("from", "to", "call-id", "cseq", "max-forwards")
+_CHECKED = frozenset(_SINGLE + ("via", "content-length", "contact"))
+#: exact spellings of known names seen so far -> (key, canonical name); bounded
+_EXACT: dict[str, tuple[str, str]] = {info[1]: info for info in _KNOWN.values()}
 
 
 def _split_head(data: bytes) -> tuple[list[str], bytes]:
@@ -50,31 +53,38 @@ def _split_head(data: bytes) -> tuple[list[str], bytes]:
     if not head:
         raise SIPParseError("empty message")
     text = head.decode("utf-8", "surrogateescape")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
     if "\n " in text or "\n\t" in text:
-        text = _FOLD_RE.sub(" ", text)
-    return text.split("\n"), body
+        text = _FOLD_RE.sub(" ", text.replace("\r\n", "\n"))
+    lines = text.split("\r\n")
+    if text.count("\n") != len(lines) - 1:  # bare LF line ends
+        lines = text.replace("\r\n", "\n").split("\n")
+    return lines, body
 
 
 def _split_headers(lines: list[str]) -> tuple[list[tuple[str, str, str]], str | None]:
     entries: list[tuple[str, str, str]] = []
+    append = entries.append
     error = None
-    known = _KNOWN
+    exact = _EXACT
     for i in range(1, len(lines)):
-        line = lines[i]
-        name, colon, value = line.partition(":")
+        name, colon, value = lines[i].partition(":")
+        info = exact.get(name)
+        if info is not None and colon:
+            append((info[0], info[1], value.strip(" \t")))
+            continue
         if not colon:
             error = error or "header without colon"
             continue
-        info = known.get(name.lower())
+        info = _KNOWN.get(name.lower())
+        if info is not None and len(exact) < 2048:
+            exact[name] = info  # remember this spelling of a known name
         if info is None:
             stripped = name.strip(" \t")
             if not _TOKEN_RE.match(stripped):
                 error = error or "bad header name"
                 continue
             low = stripped.lower()
-            info = known.get(low) or (low, stripped)
+            info = _KNOWN.get(low) or (low, stripped)
         entries.append((info[0], info[1], value.strip(" \t")))
     return entries, error
 
@@ -106,8 +116,14 @@ def _check(msg: Request | Response, entries: list[tuple[str, str, str]], body: b
     cls: list[str] = []
     seen: set[str] = set()
     contacts: list[str] = []
+    checked = _CHECKED
     for key, _, value in entries:
+        if key not in checked:
+            continue
         if key == "via":
+            if "," not in value:
+                vias.append(Via.parse(value))
+                continue
             for item in split_list(value, keep_empty=True):
                 if not item:
                     raise SIPParseError("empty Via value")

@@ -37,6 +37,38 @@ _VIA_RE = re.compile(
     r"(?:\s*:\s*([0-9]{1,5}))?\s*(.*)\Z",
     re.S,
 )
+# fast paths: plain forms matched by one regex; anything else takes the general code
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_PVALUE = r"(?:[^;\s\"<>,]+|\"(?:[^\"\\\x00-\x1f]|\\[^\x00-\x1f])*\")"
+_FAST_PARAMS_RE = re.compile(r"(?:;" + _TOKEN + r"(?:=" + _PVALUE + r")?)*\Z")
+_PARAM_ITEM_RE = re.compile(r";(" + _TOKEN + r")(=?)(" + _PVALUE + r"?)")
+_FAST_SIP_RE = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,/]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,]*))?@)?"
+    r"([A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_.])?)(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)\Z"
+)
+_FAST_NAMEADDR_RE = re.compile(
+    r'[ \t]*(?:"([^"\\\x00-\x1f]*)"[ \t]*|(' + _TOKEN + r"(?:[ \t]+" + _TOKEN + r")*)[ \t]*)?"
+    r"<([^<>\s]+)>[ \t]*((?:;" + _TOKEN + r"(?:=" + _PVALUE + r")?)*)[ \t]*\Z"
+)
+_FAST_VIA_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_.])?)(?::([0-9]{1,5}))?"
+    r"((?:;" + _TOKEN + r"(?:=" + _PVALUE + r")?)*)\Z"
+)
+
+
+def _fast_params(text: str) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
+    if '"' in text:
+        for name, eq, value in _PARAM_ITEM_RE.findall(text):
+            params[name.lower()] = value if eq else None
+        return params
+    for part in text[1:].split(";"):
+        name, eq, value = part.partition("=")
+        params[name.lower()] = value if eq else None
+    return params
+
+
 # characters that may appear unescaped (besides alphanumerics), RFC 3261 s25.1
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
 _PASSWORD_SAFE = "-_.!~*'()&=+$,"
@@ -79,6 +111,8 @@ def parse_params(text: str, what: str = "parameter") -> dict[str, str | None]:
     Names are lower-cased; values are kept verbatim (quoted strings keep their
     quotes).  Raises SIPParseError on an empty name or unbalanced quotes.
     """
+    if _FAST_PARAMS_RE.match(text):
+        return _fast_params(text) if text else {}
     params: dict[str, str | None] = {}
     text = text.strip()
     if not text:
@@ -167,6 +201,21 @@ class URI:
     @classmethod
     def parse(cls, text: str) -> URI:
         """Parse a URI; raises SIPParseError when it is malformed."""
+        m = _FAST_SIP_RE.match(text)
+        if m is not None and "%" not in text:
+            scheme, user, password, host, port, ptext = m.groups()
+            uri = cls.__new__(cls)
+            uri.scheme = scheme
+            uri.user = user
+            uri.password = password
+            uri.host = host.lower()
+            uri.port = int(port) if port is not None else None
+            if uri.port is not None and uri.port > 65535:
+                raise SIPParseError("bad URI port")
+            uri.params = _fast_params(ptext) if ptext else {}
+            uri.headers = {}
+            uri.opaque = None
+            return uri
         scheme, colon, rest = text.partition(":")
         if not colon or not rest or _WS_RE.search(text) or not _SCHEME_RE.match(scheme):
             raise SIPParseError("bad URI")
@@ -331,6 +380,19 @@ class NameAddr:
     @classmethod
     def parse(cls, text: str) -> NameAddr:
         """Parse name-addr or addr-spec form; raises SIPParseError when malformed."""
+        m = _FAST_NAMEADDR_RE.match(text)
+        if m is not None:
+            quoted, words, uritext, ptext = m.groups()
+            na = cls.__new__(cls)
+            if quoted is not None:
+                na.display = quoted
+            elif words:
+                na.display = " ".join(words.split())
+            else:
+                na.display = None
+            na.uri = URI.parse(uritext)
+            na.params = _fast_params(ptext) if ptext else {}
+            return na
         text = text.strip()
         display = None
         if text.startswith('"'):
@@ -412,6 +474,18 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse one Via value; raises SIPParseError when malformed."""
+        fm = _FAST_VIA_RE.match(text)
+        if fm is not None:
+            transport, host, port, ptext = fm.groups()
+            via = cls.__new__(cls)
+            via.protocol = "SIP/2.0"
+            via.transport = transport.upper()
+            via.host = host.lower()
+            via.port = int(port) if port is not None else None
+            if via.port is not None and via.port > 65535:
+                raise SIPParseError("bad Via port")
+            via.params = _fast_params(ptext) if ptext else {}
+            return via
         m = _VIA_RE.match(text)
         if m is None:
             raise SIPParseError("bad Via")
