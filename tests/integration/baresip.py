@@ -9,7 +9,7 @@ A :class:`Baresip` is one phone: it writes a config folder (``config`` and
     phone = Baresip(tmp_path / "a", user="1000", password="pw",
                     server=("127.0.0.1", 5060), transport="udp",
                     tone_wav=write_tone_wav(tmp_path / "a.wav", 440, 30))
-    phone.start(); phone.wait_event("REGISTER_OK")
+    phone.start(); phone.wait_registered()
     phone.dial("sip:1001@127.0.0.1:5060"); phone.wait_event("CALL_ESTABLISHED")
     ...
     phone.stop()
@@ -20,6 +20,7 @@ Without ``server`` the account does not register (peer-to-peer calls).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -191,7 +192,7 @@ class Baresip:
         except OSError:
             return ""
 
-    def stop(self, deadline: float = 5.0) -> None:
+    def stop(self, deadline: float = 2.0) -> None:
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -202,12 +203,9 @@ class Baresip:
             try:
                 self.proc.wait(timeout=deadline)
             except subprocess.TimeoutExpired:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=2)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+                # e.g. waiting for an un-REGISTER nobody answers: SIGTERM would wait again
+                self.proc.kill()
+                self.proc.wait()
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -258,6 +256,27 @@ class Baresip:
     def event_types(self) -> list[str]:
         with self._cond:
             return [e.get("type", "") for e in self.events]
+
+    def registration_state(self) -> str:
+        """``OK`` when registered, ``ERR`` after a failure, ``zzz`` before or without (reginfo)."""
+        data = self.command("reginfo").get("data", "")
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", data)
+        match = re.search(r"^> \S+\s+(OK|ERR|zzz)\b", plain, re.MULTILINE)
+        return match.group(1) if match else plain.strip()
+
+    def wait_registered(self, timeout: float = 10.0) -> None:
+        """Poll (bounded) until the account is registered; raise with the log otherwise."""
+        end = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < end:
+            state = self.registration_state()
+            if state == "OK":
+                return
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"baresip {self.user} not registered within {timeout}s (state {state!r}):\n"
+            f"{self.log_text()[-3000:]}"
+        )
 
     def dial(self, uri: str) -> dict:
         return self.command("dial", uri)

@@ -170,6 +170,12 @@ def write_inf(path: Path, rows: list[list[str]], order: str = "SEQUENTIAL") -> P
     return path
 
 
+def users_inf(path: Path, users: dict[str, str], order: str = "SEQUENTIAL") -> Path:
+    """An injection file for register.xml: ``USER;[authentication username=USER password=PW]``."""
+    rows = [[user, f"[authentication username={user} password={pw}]"] for user, pw in users.items()]
+    return write_inf(path, rows, order)
+
+
 def run_sipp(
     scenario: str | Path,
     target: str | None,

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from .harness import (
+    EXTENSIONS,
     REPO_ROOT,
     PbxServer,
     StreamClient,
@@ -27,7 +28,7 @@ from .harness import (
     twistd_command,
     udp_exchange,
 )
-from .sipp import run_sipp
+from .sipp import run_sipp, users_inf
 
 
 @pytest.mark.needs_sipp
@@ -210,3 +211,44 @@ def test_default_config_starts(tmp_path):
                 proc.wait()
     text = log.read_text(errors="replace")
     assert "Traceback" not in text, text
+
+
+@pytest.mark.needs_sipp
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_register_with_digest_sipp(pbx, tmp_path, transport):
+    inf = users_inf(tmp_path / "users.csv", EXTENSIONS)
+    result = run_sipp(
+        "register.xml",
+        f"127.0.0.1:{pbx.udp_port}",
+        tmp_path / "sipp",
+        transport=transport,
+        calls=len(EXTENSIONS),
+        inf=inf,
+        timeout=10,
+    )
+    assert result.returncode == 0 and result.successful == len(EXTENSIONS), result.explain()
+    assert "401 Unauthorized" in result.messages  # challenged first, then accepted
+
+
+@pytest.mark.needs_baresip
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_baresip_registers(pbx, baresip_factory, transport):
+    port = pbx.tls_port if transport == "tls" else pbx.udp_port
+    phone = baresip_factory(
+        f"phone-{transport}",
+        user="1001",
+        password=EXTENSIONS["1001"],
+        server=("127.0.0.1", port),
+        transport=transport,
+        cafile=pbx.tls_certificate if transport == "tls" else None,
+    )
+    phone.wait_registered()
+
+
+@pytest.mark.needs_baresip
+def test_baresip_wrong_password_is_refused(pbx, baresip_factory):
+    phone = baresip_factory(
+        "intruder", user="1002", password="wrong", server=("127.0.0.1", pbx.udp_port)
+    )
+    with pytest.raises(TimeoutError):
+        phone.wait_registered(timeout=1.5)
