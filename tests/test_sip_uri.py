@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pbxd.errors import SIPParseError
 from pbxd.sip.uri import URI, CSeq, NameAddr, Via
@@ -146,3 +148,22 @@ def test_cseq_leading_zeros_and_limit() -> None:
     for bad in ("2147483648 INVITE", "36893488147419103232 INVITE", "INVITE", "1", "-1 INVITE", "1 IN VITE"):
         with pytest.raises(SIPParseError):
             CSeq.parse(bad)
+
+
+_URI_CHARS = "abAB09-_.!~*'()&=+$,/:;@?[]%x"
+
+
+@settings(max_examples=400, deadline=None)
+@given(user=st.text(_URI_CHARS, max_size=6), host=st.sampled_from(["h.example.com", "10.0.0.1", "H_1.", "a-b"]),
+       port=st.sampled_from(["", ":5060", ":0", ":70000"]), params=st.text(_URI_CHARS, max_size=10))
+def test_fast_path_agrees_with_the_general_sip_uri_parser(user: str, host: str, port: str, params: str) -> None:
+    rest = (user + "@" if user else "") + host + port + (";" + params if params else "")
+    try:
+        general = URI._parse_sip("sip", rest)
+    except SIPParseError:
+        general = None
+    try:
+        fast = URI.parse("sip:" + rest)
+    except SIPParseError:
+        fast = None
+    assert fast == general
