@@ -6,6 +6,8 @@ imports ``pbxd.calls`` and applications never import ``pbxd.sip``/``pbxd.rtp``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from zope.interface import Attribute, Interface
 
 # --------------------------------------------------------------------------
@@ -110,25 +112,153 @@ class ICDRStore(Interface):
 # --------------------------------------------------------------------------
 
 
-class ICallContext(Interface):
-    """What a dialplan application sees of a call. Never SIP or RTP objects."""
+#: What ``ICallContext.dial`` fires with (Asterisk's ``${DIALSTATUS}`` values).
+DIAL_STATUSES = ("ANSWER", "BUSY", "NOANSWER", "CHANUNAVAIL", "CANCEL")
 
-    exten = Attribute("the dialled number")
-    caller = Attribute("the caller's number")
-    caller_name = Attribute("the caller's display name")
-    variables = Attribute("dict of channel variables")
+#: Hangup causes and the SIP final response they become when the call was not answered
+#: (an answered call always ends with BYE).
+HANGUP_CAUSES = {
+    "normal": 480,  # not answered and nothing more to do: Temporarily Unavailable
+    "busy": 486,
+    "no_answer": 480,
+    "unavailable": 480,
+    "not_found": 404,
+    "rejected": 603,
+    "congestion": 503,
+    "failure": 500,
+}
+
+
+class CallHungUp(Exception):  # noqa: N818 - the name reads as what happened
+    """The call ended while an operation was waiting on it.
+
+    Every pending Deferred of an :class:`ICallContext` operation (play,
+    collect_digits, record, echo, dial, bridge, answer) fails with this when the
+    caller hangs up; operations started after the end fail with it at once.
+    ``cause`` is the hangup cause. The dialplan runner stops quietly on it.
+    """
+
+    def __init__(self, cause: str = "normal") -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class Goto:
+    """Returned (as the Deferred's result) by an application to continue the dialplan
+    at ``number`` in ``context`` (``None``: the context the call is in now)."""
+
+    number: str
+    context: str | None = None
+
+
+class ICallContext(Interface):
+    """What a dialplan application sees of a call (the plugin API contract).
+
+    One ICallContext is the caller's side of one call, from the moment the
+    dialplan starts until it ends. It never exposes SIP or RTP objects.
+
+    Every operation returns a Deferred. While the call lives they fire as
+    documented; once the caller hangs up, pending ones fail with
+    :class:`CallHungUp` and new ones fail with it immediately (``hangup``
+    and ``when_hungup`` excepted). Digits (RFC 4733 telephone-events and SIP
+    INFO ``application/dtmf-relay`` alike) pressed while no operation is
+    listening are buffered in order ("type-ahead") and consumed by the next
+    ``play(..., interrupt_digits=...)`` or ``collect_digits``.
+    """
+
+    call_id = Attribute("str: a unique id of the call, for logs and CDRs (${UNIQUEID})")
+    exten = Attribute("str: the number the caller dialled (what the dialplan was entered with)")
+    caller = Attribute("str: the caller's number (${CALLERID(num)})")
+    caller_name = Attribute("str: the caller's display name, '' if none (${CALLERID(name)})")
+    context = Attribute("str: the dialplan context the call entered (the caller's extension's)")
+    variables = Attribute(
+        "dict[str, str]: channel variables. Applications read and set them; the dialplan"
+        " substitutes ${NAME} in step arguments. The runner keeps EXTEN and CONTEXT current;"
+        " dial sets DIALSTATUS."
+    )
+    clock = Attribute("IReactorTime for timers, so applications never import the reactor")
+    answered = Attribute("bool: True once the call is answered")
+    hungup = Attribute("bool: True once the call has ended (either side)")
+    hangup_cause = Attribute("str | None: why it ended, a key of HANGUP_CAUSES, once ended")
 
     def answer():  # type: ignore[misc]
-        """Deferred firing when the call is answered."""
+        """Answer the call (200 OK with media). Deferred firing with None once answered
+        (at once if it already is)."""
 
     def hangup(cause: str = "normal"):  # type: ignore[misc]
-        """Deferred firing when the call has ended."""
+        """End the call with ``cause`` (a key of HANGUP_CAUSES): BYE if answered, else the
+        final response the cause maps to. Deferred firing with None once ended;
+        idempotent (a second call fires at once)."""
+
+    def when_hungup():  # type: ignore[misc]
+        """A new Deferred firing with the hangup cause (str) when the call ends (at once
+        if it has). Never fails. Use it to stop timers or race a long operation."""
+
+    def play(prompt: str, interrupt_digits: str = ""):  # type: ignore[misc]
+        """Play one prompt to the caller, paced in real time: a prompt name (see
+        :func:`pbxd.prompts.resolve_prompt`), a path to an 8 kHz mono 16-bit WAV file, or a
+        tone ``tone:ringback`` / ``tone:busy`` / ``tone:beep`` (played for one cadence).
+        It does not answer: playing on an unanswered call sends early media (183).
+
+        Fires with ``""`` when the prompt has finished, or with the digit that stopped it
+        if ``interrupt_digits`` is non-empty and the caller pressed one of them (a
+        buffered digit counts; other digits stay buffered). Fails with
+        ``FileNotFoundError``/``ValueError`` for an unknown prompt or unusable file."""
+
+    def collect_digits(max_digits: int = 1, timeout: float = 5.0,  # type: ignore[misc]
+                       terminators: str = "#", first_timeout: float | None = None):
+        """Collect up to ``max_digits`` digits. Fires with the digits collected (without a
+        terminator) when ``max_digits`` are in, a terminator is pressed, or ``timeout``
+        seconds pass without a digit (``first_timeout`` for the first one, if given);
+        ``""`` if nothing was pressed."""
+
+    def record(path: str, max_seconds: float = 60.0,  # type: ignore[misc]
+               silence_seconds: float = 0.0, stop_digits: str = "#"):
+        """Record the caller to ``path`` (8 kHz mono 16-bit WAV; parent directories must
+        exist). Stops after ``max_seconds``, after ``silence_seconds`` of silence (0:
+        never), on one of ``stop_digits``, or at hangup (the file is kept then). Fires with
+        ``{"path": str, "seconds": float, "reason": "max"|"silence"|"digit"|"hangup",
+        "digit": str}``; it does not fail on hangup."""
+
+    def echo():  # type: ignore[misc]
+        """Send the caller's own audio back to them until the call ends. Fires with None
+        when the call ends (it does not fail with CallHungUp)."""
+
+    def dial(targets, timeout: float = 30.0):  # type: ignore[misc]
+        """Ring ``targets`` (a sequence of extension numbers or SIP URIs) all at once for
+        at most ``timeout`` seconds; the caller hears ring-back meanwhile. The first to
+        answer is bridged with the caller (the others are cancelled) and the Deferred
+        fires with ``"ANSWER"`` when that bridge ends (the caller may still be up,
+        e.g. the callee hung up). Otherwise it fires with ``"BUSY"`` (every target
+        busy), ``"NOANSWER"`` (the timeout, or a target rang and refused),
+        ``"CHANUNAVAIL"`` (no target reachable: not registered, unknown, errors) or
+        ``"CANCEL"`` (the caller hung up while ringing). Never fails with CallHungUp."""
+
+    def bridge(other):  # type: ignore[misc]
+        """Connect this call's audio with ``other`` (another ICallContext, answered).
+        Fires with None when either side hangs up."""
+
+    def transfer(target: str):  # type: ignore[misc]
+        """Blind-transfer the caller to ``target`` (number or SIP URI). Fires with True if
+        the caller was handed over (this call then ends with cause ``normal``), False if
+        the transfer was refused."""
 
 
 class IDialplanApplication(Interface):
-    """A dialplan application, built-in or from a plugin."""
+    """A dialplan application, built-in or from a plugin.
 
-    name = Attribute("the name used in the dialplan, e.g. 'dial'")
+    Provide it (and ``twisted.plugin.IPlugin``) on an object at module level in a
+    plugin package (``pbxd.plugins`` or a package named in ``plugins:``). An
+    application may also have an optional ``check_args(args)`` method: the
+    dialplan calls it at startup and reload with each step's raw arguments and
+    stops with the rule's name if it raises ``ValueError``.
+    """
+
+    name = Attribute("the name used in the dialplan, e.g. 'dial' (letters, digits, _ . -)")
 
     def execute(call, args):  # type: ignore[misc]
-        """Run on ``call`` (an ICallContext) with ``args`` from the dialplan; return a Deferred."""
+        """Run on ``call`` (an ICallContext) with ``args`` from the dialplan (any YAML value,
+        ``${...}`` already substituted). Return a Deferred firing with None to go on with the
+        next step or a :class:`Goto` to jump. A failure ends the call with cause
+        ``failure``."""

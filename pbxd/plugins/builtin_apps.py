@@ -1,0 +1,16 @@
+"""Dropin: pbxd's built-in dialplan applications, found by ``twisted.plugin`` like any plugin."""
+
+from pbxd.apps.basic import Answer, GotoApp, Hangup, Set, Wait
+from pbxd.apps.dial import Dial
+from pbxd.apps.media import Echo, Playback
+from pbxd.apps.menu import Menu
+
+answer = Answer()
+hangup = Hangup()
+wait = Wait()
+set_ = Set()
+goto = GotoApp()
+dial = Dial()
+playback = Playback()
+echo = Echo()
+menu = Menu()
