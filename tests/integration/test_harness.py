@@ -12,6 +12,7 @@ import time
 import pytest
 
 from .audio import describe_wav, read_wav, wav_dominant_frequency, wav_has_tone, write_tone_wav
+from .harness import options_request, status_of, udp_exchange
 from .sipp import SippProcess, run_sipp
 
 
@@ -79,3 +80,16 @@ def test_baresip_peer_to_peer_tones(tmp_path, baresip_factory):
     (heard_by_bob,) = bob.received_wavs()
     assert wav_has_tone(heard_by_alice, 880), describe_wav(heard_by_alice)
     assert wav_has_tone(heard_by_bob, 440), describe_wav(heard_by_bob)
+
+
+def test_pbx_server_restart_and_kill9(pbx):
+    first = pbx.pid
+    assert status_of(udp_exchange(pbx.udp_port, options_request(pbx.udp_port))) == 200
+    pbx.restart()
+    assert pbx.pid != first and pbx.running
+    assert status_of(udp_exchange(pbx.udp_port, options_request(pbx.udp_port))) == 200
+    pbx.kill9()
+    assert not pbx.running
+    pbx.start()  # same ports and state_dir after a crash
+    assert status_of(udp_exchange(pbx.udp_port, options_request(pbx.udp_port))) == 200
+    assert pbx.log_text().count("SIP listening on UDP") == 3
