@@ -141,14 +141,19 @@ def _parse(data: Any, source: str, base_dir: str) -> Config:
     pbx = _pbx(top.data.get("pbx"), base_dir)
     security = _security(top.data.get("security"))
     dialplan = top.get("dialplan", tables.dialplan, default_dialplan())
+    sip = _sip(top.data.get("sip"), base_dir)
+    sip_data = top.data.get("sip")
+    legacy_size = sip_data.get("max_message_size") if isinstance(sip_data, Mapping) else None
+    limits = tables.limits(top.data.get("limits"), sip.max_message_size if legacy_size is not None else None)
     return Config(
         source=source,
         pbx=pbx,
-        sip=_sip(top.data.get("sip"), base_dir),
+        sip=dataclasses.replace(sip, max_message_size=limits.max_message_size),
         registrar=_registrar(top.data.get("registrar")),
         rtp=_rtp(top.data.get("rtp")),
         calls=_calls(top.data.get("calls")),
         security=security,
+        limits=limits,
         extensions=top.get("extensions", tables.extensions, MappingProxyType({}),
                            dialplan=dialplan, algorithms=security.digest_algorithms),
         dialplan=dialplan,
@@ -181,7 +186,7 @@ def _sip(value: Any, base_dir: str) -> SIPConfig:
         tls=_tls(s.data.get("tls"), base_dir),
         timers=_timers(s.data.get("timers")),
         max_message_size=s.get("max_message_size", v.integer, d.max_message_size,
-                               low=1024, high=16 * 1024 * 1024),
+                               low=1024, high=tables.MAX_MESSAGE_CEILING),
     )
 
 

@@ -91,11 +91,46 @@ class SIPConfig:
     listen: tuple[ListenSpec, ...] = DEFAULT_LISTEN
     tls: TLSConfig = field(default_factory=TLSConfig)
     timers: Timers = field(default_factory=Timers)
-    max_message_size: int = 65535
+    max_message_size: int = 65535  # kept equal to limits.max_message_size
 
     def listeners(self, transport: str) -> tuple[ListenSpec, ...]:
         """The listeners of one transport (``'UDP'``, ``'TCP'`` or ``'TLS'``)."""
         return tuple(spec for spec in self.listen if spec.transport == transport)
+
+
+@dataclass(frozen=True, slots=True)
+class OverloadConfig:
+    """``limits.overload:`` when new INVITEs get ``503`` with ``Retry-After``.
+
+    ``max_loop_lag`` seconds of event-loop lateness (0 disables the lag check),
+    ``max_call_rate`` new calls per second over all sources (0: no limit),
+    ``retry_after`` the seconds put in ``Retry-After``.
+    """
+
+    max_loop_lag: float = 0.5
+    max_call_rate: float = 100.0
+    retry_after: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """``limits:`` what one source (or all of them) may make pbxd hold.
+
+    Every limit has a safe default; exceeding one is answered (``513``,
+    ``503``, ``400``) or closes the connection. See docs/security.md.
+    """
+
+    max_message_size: int = 65535  # bytes, UDP and stream (alias: sip.max_message_size)
+    max_headers: int = 256  # header fields in one message
+    max_header_length: int = 8192  # bytes of one header field (after unfolding)
+    max_connections: int = 4096  # open TCP/TLS connections, all sources
+    max_connections_per_source: int = 64  # open TCP/TLS connections from one IP
+    idle_timeout: float = 600.0  # seconds without a byte before a connection is closed
+    incomplete_timeout: float = 10.0  # seconds a partial message may stay buffered
+    max_transactions_per_source: int = 1000  # live server transactions from one IP
+    max_dialogs_per_source: int = 200  # calls in progress from one IP
+    max_outstanding_nonces: int = 16384  # nonce-count table size (digest replay protection)
+    overload: OverloadConfig = field(default_factory=OverloadConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +299,7 @@ class Config:
     rtp: RTPConfig = field(default_factory=RTPConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     extensions: Mapping[str, Extension] = field(default_factory=_no_extensions)
     dialplan: Mapping[str, tuple[Rule, ...]] = field(default_factory=default_dialplan)
     admin: AdminConfig = field(default_factory=AdminConfig)

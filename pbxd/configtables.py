@@ -13,7 +13,15 @@ from types import MappingProxyType
 from typing import Any
 
 from pbxd import configvalues as v
-from pbxd.configschema import AdminConfig, AdminToken, Extension, Rule, Step
+from pbxd.configschema import (
+    AdminConfig,
+    AdminToken,
+    Extension,
+    LimitsConfig,
+    OverloadConfig,
+    Rule,
+    Step,
+)
 from pbxd.errors import ConfigError
 
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -152,3 +160,71 @@ def admin(value: Any) -> AdminConfig:
                 raise ConfigError(key, f"duplicate token (same name or secret as {other.name!r})")
         tokens.append(AdminToken(name, digest))
     return AdminConfig(listen=s.get("listen", v.optional(listen), d.listen), tokens=tuple(tokens))
+
+
+_LIMIT_KEYS = (
+    "max_message_size", "max_headers", "max_header_length", "max_connections",
+    "max_connections_per_source", "idle_timeout", "incomplete_timeout",
+    "max_transactions_per_source", "max_dialogs_per_source", "max_outstanding_nonces", "overload",
+)
+#: largest accepted max_message_size: 16 MiB (a stream message is buffered whole)
+MAX_MESSAGE_CEILING = 16 * 1024 * 1024
+
+
+def limits(value: Any, legacy_message_size: int | None = None) -> LimitsConfig:
+    """``limits:`` resource limits; ``legacy_message_size`` is ``sip.max_message_size``
+    when the file sets it (the old spelling, still honoured)."""
+    s, d = v.Section(value, "limits", _LIMIT_KEYS), LimitsConfig()
+    size = s.get("max_message_size", v.integer, None, low=1024, high=MAX_MESSAGE_CEILING)
+    if size is None:
+        size = legacy_message_size if legacy_message_size is not None else d.max_message_size
+    elif legacy_message_size is not None and legacy_message_size != size:
+        raise ConfigError("sip.max_message_size", f"{legacy_message_size} conflicts with"
+                          f" limits.max_message_size ({size}); set only limits.max_message_size")
+
+    def count(name: str, low: int, high: int) -> int:
+        return s.get(name, v.integer, getattr(d, name), low=low, high=high)
+
+    header_length = count("max_header_length", 256, MAX_MESSAGE_CEILING)
+    if "max_header_length" not in s.data:
+        header_length = min(header_length, size)  # the default follows a small message size
+
+    lim = LimitsConfig(
+        max_message_size=size,
+        max_headers=count("max_headers", 16, 10000),
+        max_header_length=header_length,
+        max_connections=count("max_connections", 1, 1_000_000),
+        max_connections_per_source=count("max_connections_per_source", 1, 1_000_000),
+        idle_timeout=s.get("idle_timeout", v.duration, d.idle_timeout),
+        incomplete_timeout=s.get("incomplete_timeout", v.duration, d.incomplete_timeout),
+        max_transactions_per_source=count("max_transactions_per_source", 1, 10_000_000),
+        max_dialogs_per_source=count("max_dialogs_per_source", 1, 10_000_000),
+        max_outstanding_nonces=count("max_outstanding_nonces", 16, 10_000_000),
+        overload=_overload(s.data.get("overload")),
+    )
+    if lim.max_connections_per_source > lim.max_connections:
+        raise ConfigError("limits.max_connections_per_source", f"{lim.max_connections_per_source}"
+                          f" is above max_connections ({lim.max_connections})")
+    if lim.max_header_length > lim.max_message_size:
+        raise ConfigError("limits.max_header_length", f"{lim.max_header_length} is above"
+                          f" max_message_size ({lim.max_message_size})")
+    if lim.incomplete_timeout > lim.idle_timeout:
+        raise ConfigError("limits.incomplete_timeout", f"{lim.incomplete_timeout:g} is above"
+                          f" idle_timeout ({lim.idle_timeout:g})")
+    return lim
+
+
+def _overload(value: Any) -> OverloadConfig:
+    s, d = v.Section(value, "limits.overload", ("max_loop_lag", "max_call_rate", "retry_after")), OverloadConfig()
+
+    def rate(item: Any, key: str) -> float:
+        if isinstance(item, bool) or not isinstance(item, int | float) or item < 0:
+            raise ConfigError(key, f"expected a number of calls per second >= 0 (0: no limit),"
+                              f" got {v.describe(item)}")
+        return float(item)
+
+    return OverloadConfig(
+        max_loop_lag=s.get("max_loop_lag", v.duration, d.max_loop_lag, positive=False),
+        max_call_rate=s.get("max_call_rate", rate, d.max_call_rate),
+        retry_after=s.get("retry_after", v.seconds, d.retry_after, low=1, high=86400),
+    )
