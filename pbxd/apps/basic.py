@@ -69,7 +69,7 @@ class Wait:
     def execute(self, call: Any, args: Any) -> Deferred[None]:
         value = args.get("seconds") if isinstance(args, Mapping) else args
         delay = seconds(value, "wait", default=1.0)
-        timer = deferLater(call.clock, delay)  # cancelled (timer and all) if hangup wins
+        timer: Deferred[None] = deferLater(call.clock, delay)  # cancelled (timer and all) if hangup wins
         return race([timer, call.when_hungup()]).addCallback(_after_wait)
 
 
