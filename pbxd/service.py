@@ -95,16 +95,16 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
     authenticator = build_authenticator(config, reactor, bans, extensions)
     registrar = build_registrar(config, reactor, extensions, store=stores.location)
     state.restore_with(registrar.location, bans)
-    # The calls layer (request_handler) is built here and passed on when it
-    # exists; until then INVITE and other call requests get 405.
+    calls = _make_calls(config, reactor, registrar.location, stores.cdr, extensions)
     stack = build_sip_stack(
         config,
         reactor,
         bans=bans,
         authenticator=authenticator,
         registrar=registrar,
-        request_handler=None,
+        request_handler=calls,
     )
+    _connect_calls(calls, stack, config, reactor)
     SIPStackService(stack).setServiceParent(top)
 
     tls = None
@@ -114,7 +114,78 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
         listener = listener_service(spec, stack, reactor, config, tls)
         listener.ready = state.ready
         listener.setServiceParent(top)
+    calls.setServiceParent(top)  # last child: stopped first, BYEs go out while listeners are up
     return top
+
+
+# -- calls (issue 4) -------------------------------------------------------------
+
+
+def _make_calls(config: Config, reactor: Any, location: Any, cdr_store: Any,
+                extensions: Any) -> Any:
+    """The B2BUA: a CallManager with RTP ports from ``rtp:`` (SIP parts attached later)."""
+    from pbxd.calls.call import CallDeps
+    from pbxd.calls.manager import CallManager, ExtensionRouter
+    from pbxd.rtp.ports import PortAllocator
+    from pbxd.rtp.relay import LegMedia
+
+    rtp = config.rtp
+    ports = PortAllocator(reactor.listenUDP, rtp.address, rtp.port_range[0], rtp.port_range[1])
+    deps = CallDeps(
+        clock=reactor,
+        ua=None,
+        registry=None,
+        new_media=lambda name: LegMedia(ports, reactor, name),
+        sdp_address=lambda transport, address: "",
+        realm=config.pbx.realm,
+        no_answer_timeout=config.calls.no_answer_timeout,
+        host=config.pbx.realm,
+    )
+    manager = CallManager(deps, None, location, ExtensionRouter(extensions), cdr_store,
+                          rtp_timeout=rtp.timeout)
+    manager.setName("calls")
+    return manager
+
+
+def _connect_calls(manager: Any, stack: SIPStack, config: Config, reactor: Any) -> None:
+    """Give the CallManager the transaction layer, a UserAgent and outbound connections."""
+    from pbxd.sip.ua import WILDCARDS, UserAgent, route_source_address
+
+    ua = UserAgent(stack.transactions, stack.connector, reactor,
+                   external_address=config.pbx.external_address,
+                   user_agent=config.pbx.user_agent)
+    manager.transactions = stack.transactions
+    manager.deps.ua = ua
+    stack.connector.connect = lambda name, address: _connect_stream(
+        reactor, stack, config, name, address)
+    rtp_address = config.rtp.address
+
+    def sdp_address(transport: Any, address: Any) -> str:
+        if config.pbx.external_address:
+            return config.pbx.external_address
+        if rtp_address not in WILDCARDS:
+            return rtp_address
+        if isinstance(transport, str):
+            return route_source_address(address[0]) or "127.0.0.1"
+        return ua.local_host_port(transport, address)[0]
+
+    manager.deps.sdp_address = sdp_address
+
+
+def _connect_stream(reactor: Any, stack: SIPStack, config: Config, name: str,
+                    address: Any) -> Deferred:
+    """Open a TCP/TLS connection to a phone that has none open (no certificate check)."""
+    from twisted.internet import ssl
+
+    factory = SIPStreamFactory(stack.controller, reactor, secure=name == "TLS",
+                               connections=stack.connections,
+                               max_message_size=config.sip.max_message_size)
+    if name == "TLS":
+        endpoint: Any = endpoints.SSL4ClientEndpoint(
+            reactor, address[0], address[1], ssl.CertificateOptions(verify=False))
+    else:
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, address[0], address[1])
+    return endpoint.connect(factory)
 
 
 @dataclass
