@@ -33,7 +33,7 @@ from pbxd.web.metrics import Metrics, metrics_resource
 from pbxd.web.openapi import openapi_route
 from pbxd.web.resources import APIError, Call, JSONError, Operation, Param, Route, Router
 
-__all__ = ["make_admin_site", "make_routes", "health_routes", "audit_routes"]
+__all__ = ["AdminSite", "make_admin_site", "make_routes", "health_routes", "audit_routes"]
 
 API_BASE = "/api/v1"
 
@@ -140,10 +140,19 @@ class _Tree(Resource):
 def make_root(routes: Sequence[Route], authenticate: Any, metrics: Metrics) -> Resource:
     """The resource tree: /api/v1 (the router) and /metrics."""
     root, api = _Tree(), _Tree()
-    root.putChild(b"api", api)
-    api.putChild(b"v1", Router(routes, authenticate))
-    root.putChild(b"metrics", metrics_resource(metrics))
+    root.putChild(b"api", api)  # type: ignore[arg-type]
+    api.putChild(b"v1", Router(routes, authenticate))  # type: ignore[arg-type]
+    root.putChild(b"metrics", metrics_resource(metrics))  # type: ignore[arg-type]
     return root
+
+
+class AdminSite(Site):
+    """The admin :class:`~twisted.web.server.Site`; ``routes`` is its /api/v1 route table."""
+
+    def __init__(self, resource: Resource, routes: Sequence[Route]) -> None:
+        super().__init__(resource)
+        self.routes = list(routes)
+        self.displayTracebacks = False
 
 
 def make_admin_site(
@@ -160,7 +169,7 @@ def make_admin_site(
     max_failures: int = 5,
     failure_window: float = 60.0,
     lockout: float = 300.0,
-) -> Site:
+) -> AdminSite:
     """Build the admin HTTP site.
 
     :param tokens: ``config.admin.tokens`` (objects with ``name`` and ``sha256``).
@@ -187,7 +196,4 @@ def make_admin_site(
     )
     metrics.watch("registrations", lambda: len(location.all_bindings()))
     metrics.watch("bans", lambda: len(bans.list()))
-    site = Site(make_root(routes, authenticate, metrics))
-    site.displayTracebacks = False
-    site.routes = routes  # for introspection (tests, docs)
-    return site
+    return AdminSite(make_root(routes, authenticate, metrics), routes)

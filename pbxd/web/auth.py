@@ -210,7 +210,7 @@ class TokenAuthenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return fail(self._failed(source, "no bearer token"))
-        d = self.portal.login(BearerToken(token), None, IAdminUser)
+        d = self.portal.login(BearerToken(token), None, IAdminUser)  # type: ignore[arg-type]
 
         def ok(result: Any) -> str:
             _, avatar, _ = result
@@ -256,5 +256,5 @@ def make_authenticator(
 
     ``limits`` go to :class:`FailureLimiter` (max_failures, window, lockout).
     """
-    portal = Portal(AdminRealm(), [AdminTokenChecker(tokens)])
+    portal = Portal(AdminRealm(), [AdminTokenChecker(tokens)])  # type: ignore[arg-type,list-item]
     return TokenAuthenticator(portal, FailureLimiter(clock, **limits), metrics)

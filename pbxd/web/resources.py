@@ -232,7 +232,7 @@ class JSONError(Resource):
         super().__init__()
         self.error = error
 
-    def render(self, request: Any) -> bytes:
+    def render(self, request: Any) -> Any:
         write_response(request, error_response(self.error))
         return NOT_DONE_YET
 

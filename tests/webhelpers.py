@@ -1,0 +1,139 @@
+"""Shared fixtures of the admin API tests: a full site over real stores on an
+in-memory SQLite database, driven in memory with treq's StubTreq (no sockets)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+from pbxd.auth.bans import BanList
+from pbxd.configschema import AdminToken, Extension
+from pbxd.sip.location import LocationService
+from pbxd.sip.uri import URI
+from pbxd.store.audit import SQLiteAuditStore
+from pbxd.store.cdrsearch import SearchableCDRStore
+from pbxd.store.extensions import ConfigExtensionStore
+from pbxd.store.extensions_db import SQLiteExtensionStore
+from pbxd.store.testing import memory_database
+from pbxd.web.api import make_admin_site
+from pbxd.web.metrics import Metrics
+
+TOKEN = "s3cret-admin-token-0123456789"
+OTHER_TOKEN = "another-token-abcdefghijklmnop"
+NOW = 1_700_000_000.0
+
+
+def fired(d: Any) -> Any:
+    """The result of an already-fired Deferred (raises its failure)."""
+    results: list[Any] = []
+    d.addBoth(results.append)
+    assert results, "the Deferred has not fired"
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]
+
+
+@dataclass
+class Reply:
+    """An HTTP answer as the tests look at it."""
+
+    status: int
+    headers: Any
+    raw: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.getRawHeaders(name)
+        return values[0] if values else None
+
+
+class Env:
+    """A full admin site with its collaborators."""
+
+    def __init__(self, **site_args: Any) -> None:
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.database = memory_database()
+        self.location = LocationService(self.clock)
+        self.bans = BanList(self.clock, trusted_networks=["10.0.0.0/8"])
+        self.config_extensions = ConfigExtensionStore(
+            {"1000": Extension("1000", name="Alice", password="alice-password")}
+        )
+        self.extensions = SQLiteExtensionStore(
+            self.database, self.config_extensions, realm="pbxd.local", contexts={"default"}
+        )
+        fired(self.extensions.prepare())
+        self.cdr = SearchableCDRStore(self.database)
+        fired(self.cdr.prepare())
+        self.audit = SQLiteAuditStore(self.database, self.clock)
+        fired(self.audit.prepare())
+        self.metrics = Metrics()
+        self.site = make_admin_site(
+            tokens=[
+                AdminToken("ops", hashlib.sha256(TOKEN.encode()).hexdigest()),
+                AdminToken("noc", hashlib.sha256(OTHER_TOKEN.encode()).hexdigest()),
+            ],
+            clock=self.clock,
+            location=self.location,
+            bans=self.bans,
+            extensions=self.extensions,
+            cdr_store=self.cdr,
+            audit_store=self.audit,
+            metrics=self.metrics,
+            **site_args,
+        )
+        self.stub = StubTreq(self.site.resource)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = TOKEN,
+        body: Any = None,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Reply:
+        """Make one request and return its answer (everything runs synchronously)."""
+        headers = {}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        url = "http://pbxd.test" + path
+        d = self.stub.request(method, url, headers=headers, data=data, params=params)
+        self.stub.flush()
+        response = fired(d)
+        content = self.stub.content(response)
+        self.stub.flush()
+        return Reply(response.code, response.headers, fired(content))
+
+    def register(self, aor: str, contact: str, *, expires: float = 3600, ua: str = "Phone/1.0"):
+        """Add a binding as the registrar would."""
+        binding = self.location.make_binding(
+            aor=aor, contact=contact, uri=URI.parse(contact), expires_at=self.clock.seconds()
+            + expires, call_id=f"c-{aor}-{contact}", cseq=1, user_agent=ua,
+            flow=("UDP", "192.0.2.10", 5060),
+        )
+        return fired(self.location.commit(aor, [binding], []))
+
+    def audit_entries(self) -> list[dict[str, Any]]:
+        return fired(self.audit.query(limit=1000))[0]
+
+    def add_cdr(self, call_id: str, start: float, source: str, destination: str,
+                disposition: str = "answered") -> int:
+        return fired(self.cdr.write({
+            "call_id": call_id, "start": start, "answer": start + 2, "end": start + 60,
+            "source": source, "destination": destination, "disposition": disposition,
+            "codecs": ["PCMU"], "media": {"a": {"packets": 3000}},
+        }))
