@@ -217,10 +217,15 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One dialplan rule: a pattern and the steps run when it matches."""
+    """One dialplan rule: a pattern and the steps run when it matches.
+
+    An include rule (``- include: other``) has no match or steps: the rules of
+    context ``include`` are tried after this context's own.
+    """
 
     match: str
     steps: tuple[Step, ...]
+    include: str | None = None
 
 
 def default_dialplan() -> Mapping[str, tuple[Rule, ...]]:

@@ -101,6 +101,8 @@ def dialplan(value: Any, key: str) -> Mapping[str, tuple[Rule, ...]]:
         where: dict[str, int] = {}
         for i, rule in enumerate(v.items(rules, ctx_key)):
             parsed.append(_rule(rule, f"{ctx_key}[{i}]"))
+            if parsed[-1].include is not None:
+                continue
             match = parsed[-1].match
             if match in where:
                 raise ConfigError(f"{ctx_key}[{i}].match", f"duplicate match {match!r}"
@@ -111,6 +113,10 @@ def dialplan(value: Any, key: str) -> Mapping[str, tuple[Rule, ...]]:
 
 
 def _rule(value: Any, key: str) -> Rule:
+    if isinstance(value, Mapping) and "include" in value:
+        inc = v.Section(value, key, ("include",))
+        return Rule(match="", steps=(), include=_name(inc.data["include"], key + ".include",
+                                                       "context name"))
     s = v.Section(value, key, ("match", "do"))
 
     def match(item: Any, match_key: str) -> str:

@@ -455,3 +455,19 @@ def test_every_yaml_example_in_the_configuration_reference_loads(tmp_path):
     assert len(blocks) >= 5
     for i, block in enumerate(blocks):
         load_config(write(tmp_path, block.split("```")[0], f"example{i}.yml"))
+
+
+def test_include_rule_names_another_context():
+    cfg = parse_config({"dialplan": {
+        "default": [{"include": "shared"}, {"match": "100", "do": ["answer"]}],
+        "shared": [{"match": "*43", "do": ["answer", "echo"]}],
+    }})
+    first, second = cfg.dialplan["default"]
+    assert first.include == "shared" and first.steps == () and first.match == ""
+    assert second.include is None and second.match == "100"
+
+
+def test_include_rule_takes_no_other_keys():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"dialplan": {"default": [{"include": "shared", "do": ["answer"]}]}})
+    assert "dialplan.default[0]" in str(err.value)
