@@ -121,3 +121,10 @@ def test_limiter_memory_is_bounded():
     for i in range(100):
         limiter.failure(f"192.0.2.{i}")
     assert limiter.tracked() <= 10
+
+
+def test_replace_tokens_on_reload():
+    env = Env()
+    env.site.replace_tokens([_token("noc", OTHER_TOKEN)])
+    assert env.call("GET", "/api/v1/bans").status == 401
+    assert env.call("GET", "/api/v1/bans", token=OTHER_TOKEN).status == 200

@@ -149,10 +149,15 @@ def make_root(routes: Sequence[Route], authenticate: Any, metrics: Metrics) -> R
 class AdminSite(Site):
     """The admin :class:`~twisted.web.server.Site`; ``routes`` is its /api/v1 route table."""
 
-    def __init__(self, resource: Resource, routes: Sequence[Route]) -> None:
+    def __init__(self, resource: Resource, routes: Sequence[Route], authenticator: Any) -> None:
         super().__init__(resource)
         self.routes = list(routes)
+        self.authenticator = authenticator
         self.displayTracebacks = False
+
+    def replace_tokens(self, tokens: Iterable[Any]) -> None:
+        """Accept ``tokens`` (``config.admin.tokens``) from now on: configuration reload."""
+        self.authenticator.checker.replace(tokens)
 
 
 def make_admin_site(
@@ -196,4 +201,4 @@ def make_admin_site(
     )
     metrics.watch("registrations", lambda: len(location.all_bindings()))
     metrics.watch("bans", lambda: len(bans.list()))
-    return AdminSite(make_root(routes, authenticate, metrics), routes)
+    return AdminSite(make_root(routes, authenticate, metrics), routes, authenticate)

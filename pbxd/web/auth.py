@@ -195,6 +195,7 @@ class TokenAuthenticator:
         self.portal = portal
         self.limiter = limiter
         self.metrics = metrics
+        self.checker: AdminTokenChecker | None = None  # set by make_authenticator
 
     def __call__(self, request: Any) -> Deferred:
         return self.authenticate(request)
@@ -256,5 +257,8 @@ def make_authenticator(
 
     ``limits`` go to :class:`FailureLimiter` (max_failures, window, lockout).
     """
-    portal = Portal(AdminRealm(), [AdminTokenChecker(tokens)])  # type: ignore[arg-type,list-item]
-    return TokenAuthenticator(portal, FailureLimiter(clock, **limits), metrics)
+    checker = AdminTokenChecker(tokens)
+    portal = Portal(AdminRealm(), [checker])  # type: ignore[arg-type,list-item]
+    authenticator = TokenAuthenticator(portal, FailureLimiter(clock, **limits), metrics)
+    authenticator.checker = checker
+    return authenticator
