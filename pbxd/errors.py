@@ -36,14 +36,18 @@ class SIPParseError(PBXError):
     400 can be formed with ``make_response(error.request, 400, error.reason)``;
     it is ``None`` when no response can be formed (then the input is dropped).
     ``fatal`` is true for stream framing errors after which the connection
-    cannot be resynchronised and must be closed.
+    cannot be resynchronised and must be closed. ``status`` is the response
+    code to answer with when one can be formed: 400, or 513 when a size limit
+    (message size, header count or length) was exceeded.
     """
 
-    def __init__(self, reason: str, request: Any = None, fatal: bool = False) -> None:
+    def __init__(self, reason: str, request: Any = None, fatal: bool = False,
+                 status: int = 400) -> None:
         super().__init__(reason)
         self.reason = reason
         self.request = request
         self.fatal = fatal
+        self.status = status
 
 
 class AuthenticationError(PBXError):

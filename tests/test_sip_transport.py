@@ -126,12 +126,13 @@ def test_keepalives_and_stun_are_ignored():
     assert receiver.messages == [] and receiver.malformed == []
 
 
-def test_oversized_datagram_is_dropped():
+def test_oversized_datagram_is_not_parsed_but_reported_for_a_513():
     receiver = Receiver()
     proto = SIPDatagramProtocol(receiver, task.Clock(), max_message_size=100)
     proto.transport = FakeUDPPort()
     proto.datagramReceived(OPTIONS, ("192.0.2.7", 5060))
-    assert receiver.messages == [] and receiver.malformed == []
+    assert receiver.messages == [] and len(receiver.malformed) == 1
+    assert receiver.malformed[0][0].status == 513
 
 
 def test_receiver_that_raises_does_not_propagate_out_of_datagram_received():
@@ -229,7 +230,7 @@ def test_completed_message_cancels_incomplete_timer():
     proto.dataReceived(OPTIONS[30:])
     clock.advance(factory.incomplete_timeout + 1)
     assert not proto.transport.disconnecting
-    assert clock.getDelayedCalls() == []
+    assert [c for c in clock.getDelayedCalls() if "incomplete" in repr(c.func)] == []
 
 
 def test_stream_send_writes_on_the_connection_and_fails_after_close():

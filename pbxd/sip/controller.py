@@ -70,6 +70,12 @@ class SIPController:
     :param supported: option tags for ``Supported`` and the 420 check.
     :param max_malformed: unparseable messages a source may send per
         ``malformed_window`` seconds before it is banned (0 disables).
+    :param max_transactions_per_source: live server transactions one IP may
+        hold; a new request over it gets a stateless 503 (0: no limit).
+    :param max_dialogs_per_source: calls in progress one IP may hold, asked of
+        the request handler's ``calls_from(ip)`` when it has one (0: no limit).
+    :param overload: an :class:`~pbxd.sip.overload.OverloadGuard`; new INVITEs
+        get 503 with ``Retry-After`` while it refuses them.
     """
 
     log = Logger()
@@ -89,6 +95,10 @@ class SIPController:
         supported: Iterable[str] = (),
         max_malformed: int = 50,
         malformed_window: float = 60.0,
+        max_transactions_per_source: int = 0,
+        max_dialogs_per_source: int = 0,
+        overload: Any = None,
+        retry_after: int = 5,
     ) -> None:
         self.transactions = transactions
         self.clock = clock
@@ -108,6 +118,16 @@ class SIPController:
         self.max_malformed = max_malformed
         self.malformed_window = malformed_window
         self._malformed: dict[str, list[float]] = {}
+        self.max_transactions_per_source = max_transactions_per_source
+        self.max_dialogs_per_source = max_dialogs_per_source
+        self.overload = overload
+        self.retry_after = getattr(overload, "retry_after", retry_after)
+        self._txn_counts: dict[str, int] = {}
+        previous = getattr(transactions, "on_server_terminated", None)
+        if hasattr(transactions, "on_server_terminated"):
+            transactions.on_server_terminated = (
+                self._server_gone if previous is None else _chain(previous, self._server_gone)
+            )
 
     # ------------------------------------------------------------ entry points
 
@@ -139,21 +159,48 @@ class SIPController:
                 return
             stamp_via(request, source)
             version = (getattr(request, "version", "") or "").upper()
+            status = getattr(error, "status", 400)
             if version and version != "SIP/2.0":
                 response = make_response(request, 505, "Version Not Supported", to_tag=new_tag())
+            elif status == 513:
+                response = make_response(request, 513, "Message Too Large", to_tag=new_tag())
             else:
                 response = make_response(request, 400, error.reason, to_tag=new_tag())
-            self._stamp(response)
-            address = source
-            try:
-                via = request.top_via
-            except Exception:
-                via = None  # unparseable Via: answer where it came from
-            if via is not None and not (transport.reliable and transport.connected):
-                address = response_address(via, source, transport.reliable)
-            transport.send(response.serialize(), address)
+            self._send_stateless(request, response, transport, source)
         except Exception:
             self.log.failure("Failed answering malformed input from {source}", source=source)
+
+    def _send_stateless(self, request: Any, response: Any, transport: Any, source: Address) -> None:
+        """Send ``response`` without a transaction (to the Via address on UDP)."""
+        self._stamp(response)
+        address = source
+        try:
+            via = request.top_via
+        except Exception:
+            via = None  # unparseable Via: answer where it came from
+        if via is not None and not (transport.reliable and transport.connected):
+            address = response_address(via, source, transport.reliable)
+        transport.send(response.serialize(), address)
+
+    def _unavailable(self, request: Any, reason: str) -> Any:
+        """503 with Retry-After (RFC 3261 §21.5.4)."""
+        response = make_response(request, 503, "Service Unavailable", to_tag=new_tag())
+        response.set("Retry-After", f"{self.retry_after} ({reason})")
+        return response
+
+    def transactions_from(self, ip: str) -> int:
+        """Live server transactions from ``ip``."""
+        return self._txn_counts.get(ip, 0)
+
+    def _server_gone(self, txn: Any) -> None:
+        ip = getattr(txn, "_counted_ip", None)
+        if ip is None:
+            return
+        count = self._txn_counts.get(ip, 0) - 1
+        if count <= 0:
+            self._txn_counts.pop(ip, None)
+        else:
+            self._txn_counts[ip] = count
 
     def connectionLost(self, transport: Any) -> None:
         """A stream connection closed: transactions and bindings on it are told."""
@@ -194,9 +241,24 @@ class SIPController:
             self.request_handler.ackReceived(ack, transport, source)
 
     def _request(self, request: Any, transport: Any, source: Address) -> None:
+        ip = source[0]
+        cap = self.max_transactions_per_source
+        if cap and self._txn_counts.get(ip, 0) >= cap and not self._is_retransmission(request):
+            self.log.info("{method} from {source} refused: {cap} transactions in progress",
+                          method=request.method, source=source, cap=cap)
+            if request.method != "ACK":
+                self._send_stateless(request, self._unavailable(request, "too many transactions"),
+                                     transport, source)
+            return
         txn = self.transactions.server_transaction(request, transport, source)
         if txn is None:
             return  # a retransmission, absorbed
+        if cap:
+            try:
+                txn._counted_ip = ip
+                self._txn_counts[ip] = self._txn_counts.get(ip, 0) + 1
+            except AttributeError:
+                pass
         try:
             self._route(request, txn, source)
         except Exception:
@@ -220,6 +282,12 @@ class SIPController:
             self.respond(txn, error)
             return
         method = request.method
+        if method == "INVITE" and not self._in_dialog_invite(request):
+            refusal = self._refuse_new_call(request, source)
+            if refusal is not None:
+                self.log.info("INVITE from {source} refused: {reason}", source=source, reason=refusal)
+                self.respond(txn, self._unavailable(request, refusal))
+                return
         if method == "OPTIONS":
             self.respond(txn, self.options_response(request))
         elif method == "REGISTER":
@@ -269,6 +337,37 @@ class SIPController:
         scheme = request.to.uri.scheme
         if scheme not in ("sip", "sips"):
             return f"To must be a sip: or sips: URI, not {scheme}:"
+        return None
+
+    def _is_retransmission(self, request: Any) -> bool:
+        find = getattr(self.transactions, "_find_server", None)
+        if find is None:
+            return False
+        try:
+            return find(request, request.method) is not None
+        except Exception:
+            return False
+
+    @staticmethod
+    def _in_dialog_invite(request: Any) -> bool:
+        try:
+            return request.to.tag is not None
+        except Exception:
+            return False
+
+    def _refuse_new_call(self, request: Any, source: Address) -> str | None:
+        """Why a new INVITE gets 503 now (overload, call rate, dialogs per source), or None."""
+        if self.overload is not None:
+            counts = self.authenticator is None or any(
+                request.get(h) is not None for h in ("Authorization", "Proxy-Authorization")
+            )
+            reason = self.overload.why_not(counts)
+            if reason is not None:
+                return reason
+        cap = self.max_dialogs_per_source
+        calls_from = getattr(self.request_handler, "calls_from", None)
+        if cap and calls_from is not None and calls_from(source[0]) >= cap:
+            return "too many calls from this address"
         return None
 
     @staticmethod
@@ -330,3 +429,13 @@ class SIPController:
         if entry[0] >= self.max_malformed:
             del self._malformed[ip]
             self.bans.ban(ip, self.bans.ban_duration, "malformed SIP flood")
+
+
+def _chain(first: Any, second: Any) -> Any:
+    def both(txn: Any) -> None:
+        try:
+            first(txn)
+        finally:
+            second(txn)
+
+    return both

@@ -24,7 +24,7 @@ from pbxd.sip.headers import _KNOWN, Headers, split_list
 from pbxd.sip.message import Request, Response
 from pbxd.sip.uri import _TOKEN_RE, _VIA_RE, URI, CSeq, NameAddr, Via
 
-__all__ = ["parse_message", "StreamFramer"]
+__all__ = ["parse_message", "oversize_error", "StreamFramer"]
 
 _FOLD_RE = re.compile(r"[ \t]*\n[ \t]+")
 _VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+\Z", re.I)
@@ -34,6 +34,10 @@ _CALLID_RE = re.compile(r"\S+\Z")
 _STREAM_CL_RE = re.compile(rb"(?:^|\n)[ \t]*(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
 _SINGLE = ("from", "to", "call-id", "cseq", "max-forwards")
 _CHECKED = frozenset(_SINGLE + ("via", "content-length", "contact"))
+#: Default limits (``limits.max_headers`` / ``limits.max_header_length``): exceeding one
+#: raises SIPParseError with status 513.
+MAX_HEADERS = 256
+MAX_HEADER_LENGTH = 8192
 #: exact spellings of known names seen so far -> (key, canonical name); bounded
 _EXACT: dict[str, tuple[str, str]] = {info[1]: info for info in _KNOWN.values()}
 
@@ -166,13 +170,37 @@ def _check(msg: Request | Response, entries: list[tuple[str, str, str]], body: b
     return body
 
 
-def parse_message(data: bytes) -> Request | Response:
+def _too_large(lines: list[str], reason: str, max_headers: int, max_length: int) -> SIPParseError:
+    """A 513 error; its best-effort request is recovered from the lines within the limits."""
+    start = lines[0]
+    request = None
+    if start[:4].upper() != "SIP/" and len(start) <= max_length:
+        kept = [line for line in lines[1 : max_headers + 1] if len(line) <= max_length]
+        request = _best_effort(start, _split_headers([start, *kept])[0])
+    return SIPParseError(reason, request=request, status=513)
+
+
+def oversize_error(head: bytes, reason: str = "Message Too Large") -> SIPParseError:
+    """A 513 SIPParseError for a message over the size limit, given its first bytes:
+    the best-effort request (for the 513) is recovered from its header section."""
+    try:
+        lines, _ = _split_head(head[:MAX_HEADER_LENGTH * 4])
+        return _too_large(lines, reason, MAX_HEADERS, MAX_HEADER_LENGTH)
+    except Exception:
+        return SIPParseError(reason, status=513)
+
+
+def parse_message(
+    data: bytes, *, max_headers: int = MAX_HEADERS, max_header_length: int = MAX_HEADER_LENGTH
+) -> Request | Response:
     """Parse one whole message (a datagram, or a message framed by StreamFramer).
 
     The body is Content-Length bytes (the rest of the datagram when the header
     is absent; a shorter Content-Length truncates, RFC 3261 s18.3).  Raises
     SIPParseError; for requests its ``request`` is a best-effort Request when
     the request line, Via, From, To, Call-ID and CSeq could be recovered.
+    More than ``max_headers`` header fields, or a line (after unfolding) longer
+    than ``max_header_length``, raises it with ``status`` 513.
     """
     try:
         lines, body = _split_head(data)
@@ -180,6 +208,10 @@ def parse_message(data: bytes) -> Request | Response:
         raise
     except Exception as e:  # pragma: no cover - defensive: never leak other errors
         raise SIPParseError("unparsable message") from e
+    if len(lines) > max_headers + 1:
+        raise _too_large(lines, "Too Many Headers", max_headers, max_header_length)
+    if max(map(len, lines)) > max_header_length:
+        raise _too_large(lines, "Header Too Long", max_headers, max_header_length)
     start = lines[0]
     entries, error = _split_headers(lines)
     msg: Request | Response
@@ -268,7 +300,9 @@ class StreamFramer:
                 raise SIPParseError("bad Content-Length", fatal=True)
             total = end + 4 + int(value)
             if total > self.max_message_size:
-                raise SIPParseError("message too large", fatal=True)
+                error = oversize_error(bytes(buf[:end]), "message too large")
+                error.fatal = True
+                raise error
             if len(buf) < total:
                 break
             out.append(bytes(buf[:total]))

@@ -27,13 +27,21 @@ from zope.interface import implementer
 
 from pbxd.errors import SIPParseError
 from pbxd.interfaces import IConnector, ISIPTransport
-from pbxd.sip.parser import StreamFramer, parse_message
+from pbxd.sip.parser import (
+    MAX_HEADER_LENGTH,
+    MAX_HEADERS,
+    StreamFramer,
+    oversize_error,
+    parse_message,
+)
 from pbxd.sip.validation import stamp_via
 
 #: The largest UDP payload (IPv4: 65535 - 20 IP - 8 UDP).
 MAX_DATAGRAM = 65507
-#: Seconds a stream may hold an incomplete message before it is closed (64*T1).
-INCOMPLETE_TIMEOUT = 32.0
+#: Seconds a stream may hold an incomplete message before it is closed (slowloris).
+INCOMPLETE_TIMEOUT = 10.0
+#: Seconds without any traffic after which a stream connection is closed.
+IDLE_TIMEOUT = 600.0
 #: RFC 5626 section 3.5.1 keep-alive ping and pong on streams.
 CRLF_PING = b"\r\n\r\n"
 CRLF_PONG = b"\r\n"
@@ -66,7 +74,8 @@ def _address(addr: Any) -> Address:
 def _deliver(receiver: Any, transport: Any, source: Address, data: bytes) -> None:
     """Parse one framed message and hand it (or its parse error) to ``receiver``."""
     try:
-        message = parse_message(data)
+        message = parse_message(data, max_headers=transport.max_headers,
+                                max_header_length=transport.max_header_length)
     except SIPParseError as error:
         receiver.malformedReceived(error, transport, source)
         return
@@ -92,10 +101,14 @@ class SIPDatagramProtocol(DatagramProtocol):
         receiver: Any,  # ISIPMessageReceiver
         clock: Any,  # IReactorTime
         max_message_size: int = MAX_DATAGRAM,
+        max_headers: int = MAX_HEADERS,
+        max_header_length: int = MAX_HEADER_LENGTH,
     ) -> None:
         self.receiver = receiver
         self.clock = clock
         self.max_message_size = min(max_message_size, MAX_DATAGRAM)
+        self.max_headers = max_headers
+        self.max_header_length = max_header_length
 
     @property
     def local_address(self) -> Address | None:
@@ -129,6 +142,7 @@ class SIPDatagramProtocol(DatagramProtocol):
                 source=source,
                 limit=self.max_message_size,
             )
+            self.receiver.malformedReceived(oversize_error(datagram), self, source)  # 513
             return
         _deliver(self.receiver, self, source, datagram)
 
@@ -168,7 +182,12 @@ class SIPStreamProtocol(Protocol):
         self.peer: Address | None = None
         self.local_address: Address | None = None
         self.framer = StreamFramer(max_message_size=factory.max_message_size)
+        self.max_headers = factory.max_headers
+        self.max_header_length = factory.max_header_length
         self._incomplete: Any = None  # IDelayedCall
+        self._idle: Any = None  # IDelayedCall
+        self._last_activity = 0.0
+        self.counted: str | None = None  # the source IP counted by factory.limiter
 
     def connectionMade(self) -> None:
         """Remember the peer and enter the connection table."""
@@ -177,6 +196,9 @@ class SIPStreamProtocol(Protocol):
             self.peer = _address(self.transport.getPeer())
             self.local_address = _address(self.transport.getHost())
             self.factory.connections.add(self)
+            self._last_activity = self.factory.clock.seconds()
+            if self.factory.idle_timeout:
+                self._idle = self.factory.clock.callLater(self.factory.idle_timeout, self._idle_check)
             self.log.debug("{name} connection from {peer}", name=self.name, peer=self.peer)
         except Exception:
             self.log.failure("Failed setting up a SIP stream connection")
@@ -189,6 +211,7 @@ class SIPStreamProtocol(Protocol):
             self.log.failure("Failed handling data from {peer}", peer=self.peer)
 
     def _received(self, data: bytes) -> None:
+        self._last_activity = self.factory.clock.seconds()
         if self.framer.pending == 0 and data.startswith(CRLF_PING):
             self.transport.write(CRLF_PONG)
         receiver = self.factory.receiver
@@ -227,6 +250,19 @@ class SIPStreamProtocol(Protocol):
             self._incomplete.cancel()
             self._incomplete = None
 
+    def _idle_check(self) -> None:
+        """Close the connection after ``idle_timeout`` seconds without traffic either way."""
+        self._idle = None
+        if not self.connected:
+            return
+        idle = self.factory.clock.seconds() - self._last_activity
+        remaining = self.factory.idle_timeout - idle
+        if remaining > 0:
+            self._idle = self.factory.clock.callLater(remaining, self._idle_check)
+            return
+        self.log.info("Closing idle {name} connection from {peer}", name=self.name, peer=self.peer)
+        self.transport.loseConnection()
+
     def _incomplete_expired(self) -> None:
         self._incomplete = None
         if self.framer.pending and self.connected:
@@ -239,6 +275,7 @@ class SIPStreamProtocol(Protocol):
             return False
         try:
             self.transport.write(data)
+            self._last_activity = self.factory.clock.seconds()
         except Exception as e:
             self.log.warn("Send to {peer} failed: {error}", peer=self.peer, error=e)
             return False
@@ -250,6 +287,12 @@ class SIPStreamProtocol(Protocol):
         if self._incomplete is not None and self._incomplete.active():
             self._incomplete.cancel()
         self._incomplete = None
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        if self.counted is not None:
+            self.factory.limiter.release(self.counted)
+            self.counted = None
         self.factory.connections.remove(self)
         try:
             self.factory.receiver.connectionLost(self)
@@ -270,6 +313,11 @@ class SIPStreamFactory(Factory):
         connections: ConnectionTable | None = None,
         max_message_size: int = 65535,
         incomplete_timeout: float = INCOMPLETE_TIMEOUT,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        limiter: ConnectionLimiter | None = None,
+        max_headers: int = MAX_HEADERS,
+        max_header_length: int = MAX_HEADER_LENGTH,
     ) -> None:
         self.receiver = receiver
         self.clock = clock
@@ -277,10 +325,71 @@ class SIPStreamFactory(Factory):
         self.connections = connections if connections is not None else ConnectionTable()
         self.max_message_size = max_message_size
         self.incomplete_timeout = incomplete_timeout
+        self.idle_timeout = idle_timeout
+        self.limiter = limiter if limiter is not None else ConnectionLimiter()
+        self.max_headers = max_headers
+        self.max_header_length = max_header_length
 
     def buildProtocol(self, addr: Any) -> Any:
-        """A protocol for one connection."""
-        return SIPStreamProtocol(self)
+        """A protocol for one connection; None (Twisted closes it) over a connection cap."""
+        try:
+            host = _address(addr)[0]
+        except Exception:
+            host = None
+        if host is not None and not self.limiter.acquire(host):
+            return None
+        protocol = SIPStreamProtocol(self)
+        protocol.counted = host
+        return protocol
+
+
+class ConnectionLimiter:
+    """Counts open stream connections, in total and per source IP, against two caps.
+
+    One limiter is shared by every listener of a server (``limits.max_connections``,
+    ``limits.max_connections_per_source``); ``acquire`` refuses a connection over
+    either cap, ``release`` gives its slot back. Memory: one entry per source with
+    an open connection.
+    """
+
+    log = Logger()
+
+    def __init__(self, max_connections: int = 4096, max_per_source: int = 64) -> None:
+        self.max_connections = max_connections
+        self.max_per_source = max_per_source
+        self.total = 0
+        self.refused = 0
+        self._by_source: dict[str, int] = {}
+
+    def acquire(self, host: str) -> bool:
+        """Count a new connection from ``host``; False (not counted) over a cap."""
+        count = self._by_source.get(host, 0)
+        if self.total >= self.max_connections or count >= self.max_per_source:
+            self.refused += 1
+            if self.refused & (self.refused - 1) == 0:  # 1, 2, 4, 8 ...: log without flooding
+                self.log.warn(
+                    "Refused a connection from {source}: {count} from it, {total} in all"
+                    " (limits {per_source}/{limit}; {refused} refused so far)",
+                    source=host, count=count, total=self.total, per_source=self.max_per_source,
+                    limit=self.max_connections, refused=self.refused,
+                )
+            return False
+        self._by_source[host] = count + 1
+        self.total += 1
+        return True
+
+    def release(self, host: str) -> None:
+        """A counted connection from ``host`` closed."""
+        count = self._by_source.get(host, 0)
+        if count <= 1:
+            self._by_source.pop(host, None)
+        else:
+            self._by_source[host] = count - 1
+        self.total = max(0, self.total - 1)
+
+    def count(self, host: str) -> int:
+        """Open connections from ``host``."""
+        return self._by_source.get(host, 0)
 
 
 class ConnectionTable:
