@@ -27,19 +27,18 @@ from twisted.application.service import MultiService, Service
 from twisted.cred.portal import Portal
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
 from pbxd.auth.bans import BanList
 from pbxd.auth.checker import ExtensionChecker
 from pbxd.auth.realm import ExtensionRealm
 from pbxd.auth.sipauth import SIPAuthenticator
-from pbxd.configschema import Config, ListenSpec
+from pbxd.configschema import Config
+from pbxd.listeners import build_tls, listener_service, stop_reactor
 from pbxd.sip.controller import SIPController
 from pbxd.sip.digest import NonceSource
 from pbxd.sip.location import LocationService
 from pbxd.sip.registrar import Registrar
-from pbxd.sip.tls import context_factory, ensure_certificate
 from pbxd.sip.transaction import TransactionLayer
 from pbxd.sip.transport import (
     ConnectionTable,
@@ -55,8 +54,6 @@ from pbxd.store.location import SQLiteLocationStore
 
 log = Logger()
 
-#: recvfrom buffer for UDP listeners: never truncate a datagram (Twisted's default is 8192).
-UDP_MAX_PACKET = 65535
 
 
 @dataclass
@@ -263,7 +260,7 @@ class StateService(Service):
         log.failure("cannot open the store", failure)
         from twisted.internet import reactor
 
-        _stop(reactor)
+        stop_reactor(reactor)
 
     def stopService(self) -> None:
         """Close the database (the last thing to stop)."""
@@ -357,150 +354,6 @@ def build_sip_stack(
     udp: list[SIPDatagramProtocol] = []
     connector = Connector(connections, udp)
     return SIPStack(transactions, controller, connections, connector, bans, authenticator, udp)
-
-
-def build_tls(config: Config, state_dir: str) -> Any:
-    """The server TLS context from ``sip.tls`` (making the automatic certificate if needed)."""
-    tls = config.sip.tls
-    if tls.certificate == "auto" or tls.private_key == "auto":
-        cert, key = ensure_certificate(state_dir, config.pbx.realm)
-    else:
-        cert, key = tls.certificate, tls.private_key
-    return context_factory(cert, key, tls.ca_file, tls.verify_client, tls.min_version)
-
-
-def listener_service(
-    spec: ListenSpec, stack: SIPStack, reactor: Any, config: Config, tls: Any
-) -> Service:
-    """One service for one ``sip.listen`` entry."""
-    max_size = config.sip.max_message_size
-    if spec.transport == "UDP":
-        protocol = SIPDatagramProtocol(stack.controller, reactor, max_message_size=max_size)
-        stack.udp.append(protocol)
-        return UDPListener(reactor, spec, protocol)
-    factory = SIPStreamFactory(
-        stack.controller,
-        reactor,
-        secure=spec.transport == "TLS",
-        connections=stack.connections,
-        max_message_size=max_size,
-    )
-    if spec.transport == "TLS" and not spec.endpoint.startswith("ssl:"):
-        endpoint = endpoints.SSL4ServerEndpoint(
-            reactor, spec.port, tls, interface=spec.interface or ""
-        )
-    else:
-        endpoint = endpoints.serverFromString(reactor, spec.endpoint)
-    return StreamListener(reactor, spec, endpoint, factory)
-
-
-def _listen_failed(reactor: Any, spec: ListenSpec, error: Any) -> None:
-    """A listener could not bind: say so and stop the server."""
-    log.critical(
-        "SIP cannot listen on {endpoint}: {error}", endpoint=spec.endpoint, error=error
-    )
-    reactor.callLater(0, _stop, reactor)
-
-
-def _stop(reactor: Any) -> None:
-    """Stop the reactor once, however many listeners failed."""
-    try:
-        reactor.stop()
-    except ReactorNotRunning:
-        pass
-
-
-def _when_ready(ready: Any, action: Any) -> None:
-    """Run ``action`` now, or when the ``ready()`` Deferred fires."""
-    if ready is None:
-        action()
-        return
-    ready().addCallback(lambda _: action()).addErrback(
-        lambda f: log.failure("listener start failed", f)
-    )
-
-
-class UDPListener(Service):
-    """Binds one UDP port for a :class:`SIPDatagramProtocol` while running."""
-
-    def __init__(self, reactor: Any, spec: ListenSpec, protocol: SIPDatagramProtocol) -> None:
-        self.reactor = reactor
-        self.spec = spec
-        self.protocol = protocol
-        self.port: Any = None
-        self.ready: Any = None
-
-    def startService(self) -> None:
-        """Listen once the state is restored."""
-        super().startService()
-        _when_ready(self.ready, self._listen)
-
-    def _listen(self) -> None:
-        """Listen, log where, or stop the server if the port is taken."""
-        if not self.running:
-            return
-        try:
-            self.port = self.reactor.listenUDP(
-                self.spec.port,
-                self.protocol,
-                interface=self.spec.interface or "",
-                maxPacketSize=UDP_MAX_PACKET,
-            )
-        except Exception as e:
-            _listen_failed(self.reactor, self.spec, e)
-            return
-        host = self.port.getHost()
-        log.info("SIP listening on {transport} {host}:{port}", transport="UDP",
-                 host=host.host, port=host.port)
-
-    def stopService(self) -> Deferred | None:
-        """Close the port."""
-        super().stopService()
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
-        return None
-
-
-class StreamListener(Service):
-    """Listens on a Twisted stream endpoint (TCP or TLS) while running."""
-
-    def __init__(self, reactor: Any, spec: ListenSpec, endpoint: Any, factory: SIPStreamFactory) -> None:
-        self.reactor = reactor
-        self.spec = spec
-        self.endpoint = endpoint
-        self.factory = factory
-        self.port: Any = None
-        self.ready: Any = None
-
-    def startService(self) -> None:
-        """Listen once the state is restored."""
-        super().startService()
-        _when_ready(self.ready, self._listen)
-
-    def _listen(self) -> None:
-        """Listen, log where, or stop the server if the port is taken."""
-        if not self.running:
-            return
-        d = self.endpoint.listen(self.factory)
-        d.addCallbacks(self._listening, lambda f: _listen_failed(self.reactor, self.spec, f.value))
-
-    def _listening(self, port: Any) -> None:
-        self.port = port
-        host = port.getHost()
-        log.info("SIP listening on {transport} {host}:{port}", transport=self.spec.transport,
-                 host=host.host, port=host.port)
-
-    def stopService(self) -> Deferred | None:
-        """Stop accepting and close the open connections."""
-        super().stopService()
-        for connection in list(self.factory.connections):
-            if connection.factory is self.factory and connection.transport is not None:
-                connection.transport.loseConnection()
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
-        return None
 
 
 class SIPStackService(Service):

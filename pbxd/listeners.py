@@ -1,0 +1,169 @@
+"""Listener services for the composition root (layer 7): SIP over UDP, TCP and TLS.
+
+Each ``sip.listen`` entry becomes one service. A listener opens its port only
+once the state (registrations, bans) has been restored, logs where it
+listens, and stops the server with one clear line if the port is taken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ReactorNotRunning
+from twisted.logger import Logger
+
+from pbxd.configschema import Config, ListenSpec
+from pbxd.sip.tls import context_factory, ensure_certificate
+from pbxd.sip.transport import SIPDatagramProtocol, SIPStreamFactory
+
+log = Logger()
+
+#: recvfrom buffer for UDP listeners: never truncate a datagram (Twisted's default is 8192).
+UDP_MAX_PACKET = 65535
+
+
+def build_tls(config: Config, state_dir: str) -> Any:
+    """The server TLS context from ``sip.tls`` (making the automatic certificate if needed)."""
+    tls = config.sip.tls
+    if tls.certificate == "auto" or tls.private_key == "auto":
+        cert, key = ensure_certificate(state_dir, config.pbx.realm)
+    else:
+        cert, key = tls.certificate, tls.private_key
+    return context_factory(cert, key, tls.ca_file, tls.verify_client, tls.min_version)
+
+
+def listener_service(
+    spec: ListenSpec, stack: Any, reactor: Any, config: Config, tls: Any
+) -> Service:
+    """One service for one ``sip.listen`` entry."""
+    max_size = config.sip.max_message_size
+    if spec.transport == "UDP":
+        protocol = SIPDatagramProtocol(stack.controller, reactor, max_message_size=max_size)
+        stack.udp.append(protocol)
+        return UDPListener(reactor, spec, protocol)
+    factory = SIPStreamFactory(
+        stack.controller,
+        reactor,
+        secure=spec.transport == "TLS",
+        connections=stack.connections,
+        max_message_size=max_size,
+    )
+    if spec.transport == "TLS" and not spec.endpoint.startswith("ssl:"):
+        endpoint = endpoints.SSL4ServerEndpoint(
+            reactor, spec.port, tls, interface=spec.interface or ""
+        )
+    else:
+        endpoint = endpoints.serverFromString(reactor, spec.endpoint)
+    return StreamListener(reactor, spec, endpoint, factory)
+
+
+def _listen_failed(reactor: Any, spec: ListenSpec, error: Any) -> None:
+    """A listener could not bind: say so and stop the server."""
+    log.critical(
+        "SIP cannot listen on {endpoint}: {error}", endpoint=spec.endpoint, error=error
+    )
+    reactor.callLater(0, stop_reactor, reactor)
+
+
+def stop_reactor(reactor: Any) -> None:
+    """Stop the reactor once, however many listeners failed."""
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
+
+
+def _when_ready(ready: Any, action: Any) -> None:
+    """Run ``action`` now, or when the ``ready()`` Deferred fires."""
+    if ready is None:
+        action()
+        return
+    ready().addCallback(lambda _: action()).addErrback(
+        lambda f: log.failure("listener start failed", f)
+    )
+
+
+class UDPListener(Service):
+    """Binds one UDP port for a :class:`SIPDatagramProtocol` while running."""
+
+    def __init__(self, reactor: Any, spec: ListenSpec, protocol: SIPDatagramProtocol) -> None:
+        self.reactor = reactor
+        self.spec = spec
+        self.protocol = protocol
+        self.port: Any = None
+        self.ready: Any = None
+
+    def startService(self) -> None:
+        """Listen once the state is restored."""
+        super().startService()
+        _when_ready(self.ready, self._listen)
+
+    def _listen(self) -> None:
+        """Listen, log where, or stop the server if the port is taken."""
+        if not self.running:
+            return
+        try:
+            self.port = self.reactor.listenUDP(
+                self.spec.port,
+                self.protocol,
+                interface=self.spec.interface or "",
+                maxPacketSize=UDP_MAX_PACKET,
+            )
+        except Exception as e:
+            _listen_failed(self.reactor, self.spec, e)
+            return
+        host = self.port.getHost()
+        log.info("SIP listening on {transport} {host}:{port}", transport="UDP",
+                 host=host.host, port=host.port)
+
+    def stopService(self) -> Deferred | None:
+        """Close the port."""
+        super().stopService()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None
+
+
+class StreamListener(Service):
+    """Listens on a Twisted stream endpoint (TCP or TLS) while running."""
+
+    def __init__(self, reactor: Any, spec: ListenSpec, endpoint: Any, factory: SIPStreamFactory) -> None:
+        self.reactor = reactor
+        self.spec = spec
+        self.endpoint = endpoint
+        self.factory = factory
+        self.port: Any = None
+        self.ready: Any = None
+
+    def startService(self) -> None:
+        """Listen once the state is restored."""
+        super().startService()
+        _when_ready(self.ready, self._listen)
+
+    def _listen(self) -> None:
+        """Listen, log where, or stop the server if the port is taken."""
+        if not self.running:
+            return
+        d = self.endpoint.listen(self.factory)
+        d.addCallbacks(self._listening, lambda f: _listen_failed(self.reactor, self.spec, f.value))
+
+    def _listening(self, port: Any) -> None:
+        self.port = port
+        host = port.getHost()
+        log.info("SIP listening on {transport} {host}:{port}", transport=self.spec.transport,
+                 host=host.host, port=host.port)
+
+    def stopService(self) -> Deferred | None:
+        """Stop accepting and close the open connections."""
+        super().stopService()
+        for connection in list(self.factory.connections):
+            if connection.factory is self.factory and connection.transport is not None:
+                connection.transport.loseConnection()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None
