@@ -35,13 +35,26 @@ def build_tls(config: Config, state_dir: str) -> Any:
     return context_factory(cert, key, tls.ca_file, tls.verify_client, tls.min_version)
 
 
+def stream_limits(config: Config) -> dict[str, Any]:
+    """``limits:`` keyword arguments of every SIPStreamFactory (in or out)."""
+    limits = config.limits
+    return {
+        "incomplete_timeout": limits.incomplete_timeout,
+        "idle_timeout": limits.idle_timeout,
+        "max_headers": limits.max_headers,
+        "max_header_length": limits.max_header_length,
+    }
+
+
 def listener_service(
     spec: ListenSpec, stack: Any, reactor: Any, config: Config, tls: Any
 ) -> Service:
     """One service for one ``sip.listen`` entry."""
     max_size = config.sip.max_message_size
     if spec.transport == "UDP":
-        protocol = SIPDatagramProtocol(stack.controller, reactor, max_message_size=max_size)
+        protocol = SIPDatagramProtocol(stack.controller, reactor, max_message_size=max_size,
+                                       max_headers=config.limits.max_headers,
+                                       max_header_length=config.limits.max_header_length)
         stack.udp.append(protocol)
         return UDPListener(reactor, spec, protocol)
     factory = SIPStreamFactory(
@@ -50,6 +63,8 @@ def listener_service(
         secure=spec.transport == "TLS",
         connections=stack.connections,
         max_message_size=max_size,
+        limiter=stack.limiter,
+        **stream_limits(config),
     )
     if spec.transport == "TLS" and not spec.endpoint.startswith("ssl:"):
         endpoint = endpoints.SSL4ServerEndpoint(
@@ -163,6 +178,48 @@ class StreamListener(Service):
         for connection in list(self.factory.connections):
             if connection.factory is self.factory and connection.transport is not None:
                 connection.transport.loseConnection()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None
+
+
+class HTTPListener(Service):
+    """Serves the admin API site on a Twisted stream endpoint once the state is restored."""
+
+    def __init__(self, reactor: Any, description: str, endpoint: Any, site: Any) -> None:
+        self.reactor = reactor
+        self.description = description
+        self.endpoint = endpoint
+        self.site = site
+        self.port: Any = None
+        self.ready: Any = None
+        self.setName("admin")
+
+    def startService(self) -> None:
+        """Listen once the state is restored."""
+        super().startService()
+        _when_ready(self.ready, self._listen)
+
+    def _listen(self) -> None:
+        if not self.running:
+            return
+        d = self.endpoint.listen(self.site)
+        d.addCallbacks(self._listening, self._failed)
+
+    def _listening(self, port: Any) -> None:
+        self.port = port
+        host = port.getHost()
+        log.info("admin API listening on {host}:{port}", host=host.host, port=host.port)
+
+    def _failed(self, failure: Any) -> None:
+        log.critical("admin API cannot listen on {endpoint}: {error}",
+                     endpoint=self.description, error=failure.value)
+        self.reactor.callLater(0, stop_reactor, self.reactor)
+
+    def stopService(self) -> Deferred | None:
+        """Stop accepting requests."""
+        super().stopService()
         port, self.port = self.port, None
         if port is not None:
             return port.stopListening()

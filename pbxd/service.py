@@ -34,23 +34,28 @@ from pbxd.auth.checker import ExtensionChecker
 from pbxd.auth.realm import ExtensionRealm
 from pbxd.auth.sipauth import SIPAuthenticator
 from pbxd.configschema import Config
-from pbxd.listeners import build_tls, listener_service, stop_reactor
+from pbxd.listeners import HTTPListener, build_tls, listener_service, stop_reactor, stream_limits
 from pbxd.sip.controller import SIPController
-from pbxd.sip.digest import NonceSource
+from pbxd.sip.digest import NonceCounter, NonceSource
 from pbxd.sip.location import LocationService
+from pbxd.sip.overload import OverloadGuard
 from pbxd.sip.registrar import Registrar
 from pbxd.sip.transaction import TransactionLayer
 from pbxd.sip.transport import (
+    ConnectionLimiter,
     ConnectionTable,
     Connector,
     SIPDatagramProtocol,
     SIPStreamFactory,
 )
+from pbxd.store.audit import SQLiteAuditStore
 from pbxd.store.bans import SQLiteBanStore
-from pbxd.store.cdr import SQLiteCDRStore
+from pbxd.store.cdrsearch import SearchableCDRStore
 from pbxd.store.db import Database, open_database
 from pbxd.store.extensions import ConfigExtensionStore
+from pbxd.store.extensions_db import SQLiteExtensionStore
 from pbxd.store.location import SQLiteLocationStore
+from pbxd.web.metrics import LoopLagMonitor, Metrics
 
 log = Logger()
 
@@ -67,6 +72,8 @@ class SIPStack:
     bans: BanList
     authenticator: SIPAuthenticator | None
     udp: list[SIPDatagramProtocol] = field(default_factory=list)
+    limiter: ConnectionLimiter = field(default_factory=ConnectionLimiter)  # limits.max_connections*
+    overload: OverloadGuard | None = None  # limits.overload
 
 
 def make_service(config: Config, reactor: Any = None, *, database: Any = None) -> MultiService:
@@ -88,7 +95,9 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
     state.setServiceParent(top)  # first child: started first, stopped last
 
     bans = build_bans(config, reactor, store=stores.bans)
-    extensions = ConfigExtensionStore(config.extensions)
+    extensions = stores.extensions  # config extensions first, then those made through the API
+    metrics = Metrics()
+    LoopLagMonitor(reactor, metrics).setServiceParent(top)
     authenticator = build_authenticator(config, reactor, bans, extensions)
     registrar = build_registrar(config, reactor, extensions, store=stores.location)
     state.restore_with(registrar.location, bans)
@@ -111,6 +120,11 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
         listener = listener_service(spec, stack, reactor, config, tls)
         listener.ready = state.ready
         listener.setServiceParent(top)
+    admin = build_admin(config, reactor, stores=stores, location=registrar.location,
+                        bans=bans, metrics=metrics)
+    if admin is not None:
+        admin.ready = state.ready
+        admin.setServiceParent(top)
     calls.setServiceParent(top)  # last child: stopped first, BYEs go out while listeners are up
     return top
 
@@ -176,13 +190,31 @@ def _connect_stream(reactor: Any, stack: SIPStack, config: Config, name: str,
 
     factory = SIPStreamFactory(stack.controller, reactor, secure=name == "TLS",
                                connections=stack.connections,
-                               max_message_size=config.sip.max_message_size)
+                               max_message_size=config.sip.max_message_size,
+                               **stream_limits(config))
     if name == "TLS":
         endpoint: Any = endpoints.SSL4ClientEndpoint(
             reactor, address[0], address[1], ssl.CertificateOptions(verify=False))
     else:
         endpoint = endpoints.TCP4ClientEndpoint(reactor, address[0], address[1])
     return endpoint.connect(factory)
+
+
+def build_admin(
+    config: Config, reactor: Any, *, stores: Stores, location: Any, bans: Any, metrics: Any
+) -> Service | None:
+    """The admin API listener (``admin.listen``), or None when it is null."""
+    if config.admin.listen is None:
+        return None
+    from pbxd.web.api import make_admin_site
+
+    site = make_admin_site(
+        tokens=config.admin.tokens, clock=reactor, location=location, bans=bans,
+        extensions=stores.extensions, cdr_store=stores.cdr, audit_store=stores.audit,
+        metrics=metrics,
+    )
+    endpoint = endpoints.serverFromString(reactor, config.admin.listen)
+    return HTTPListener(reactor, config.admin.listen, endpoint, site)
 
 
 @dataclass
@@ -192,18 +224,31 @@ class Stores:
     database: Database
     location: SQLiteLocationStore
     bans: SQLiteBanStore
-    cdr: SQLiteCDRStore
+    cdr: SearchableCDRStore
+    extensions: SQLiteExtensionStore
+    audit: SQLiteAuditStore
+
+    def prepare(self) -> list[Deferred]:
+        """Migrate every store's schema (and load API extensions into memory)."""
+        return [store.prepare() for store in
+                (self.location, self.bans, self.cdr, self.extensions, self.audit)]
 
 
 def build_stores(config: Config, reactor: Any, database: Any = None) -> Stores:
     """Open ``store.url`` (SQLite by default) and the stores kept in it."""
     if database is None:
         database = open_database(config.store.url, reactor)
+    extensions = SQLiteExtensionStore(
+        database, ConfigExtensionStore(config.extensions),
+        realm=config.pbx.realm, contexts=config.dialplan.keys(),
+    )
     return Stores(
         database,
         SQLiteLocationStore(database, reactor),
         SQLiteBanStore(database, reactor),
-        SQLiteCDRStore(database),
+        SearchableCDRStore(database),
+        extensions,
+        SQLiteAuditStore(database, reactor),
     )
 
 
@@ -239,7 +284,7 @@ class StateService(Service):
         super().startService()
         stores = self.stores
         d = DeferredList(
-            [stores.location.prepare(), stores.bans.prepare(), stores.cdr.prepare()],
+            stores.prepare(),
             fireOnOneErrback=True,
             consumeErrors=True,
         )
@@ -306,7 +351,8 @@ def build_authenticator(
     portal = Portal(realm, [checker])
     nonces = NonceSource(os.urandom(32), config.security.nonce_lifetime)
     return SIPAuthenticator(
-        portal, nonces, bans, reactor, config.pbx.realm, config.security.digest_algorithms
+        portal, nonces, bans, reactor, config.pbx.realm, config.security.digest_algorithms,
+        counter=NonceCounter(config.limits.max_outstanding_nonces),
     )
 
 
@@ -339,7 +385,11 @@ def build_sip_stack(
 ) -> SIPStack:
     """Transaction layer, controller and connection table, shared by every listener."""
     timers = config.sip.timers
+    limits = config.limits
     transactions = TransactionLayer(reactor, t1=timers.t1, t2=timers.t2, t4=timers.t4)
+    overload = OverloadGuard(reactor, max_loop_lag=limits.overload.max_loop_lag,
+                             max_call_rate=limits.overload.max_call_rate,
+                             retry_after=limits.overload.retry_after)
     controller = SIPController(
         transactions,
         reactor,
@@ -349,11 +399,16 @@ def build_sip_stack(
         request_handler=request_handler,
         authenticator=authenticator,
         bans=bans,
+        max_transactions_per_source=limits.max_transactions_per_source,
+        max_dialogs_per_source=limits.max_dialogs_per_source,
+        overload=overload,
     )
     connections = ConnectionTable()
     udp: list[SIPDatagramProtocol] = []
     connector = Connector(connections, udp)
-    return SIPStack(transactions, controller, connections, connector, bans, authenticator, udp)
+    limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_source)
+    return SIPStack(transactions, controller, connections, connector, bans, authenticator, udp,
+                    limiter, overload)
 
 
 class SIPStackService(Service):
@@ -363,7 +418,15 @@ class SIPStackService(Service):
         self.stack = stack
         self.setName("sip")
 
+    def startService(self) -> None:
+        """Start the overload monitor (event-loop lag)."""
+        super().startService()
+        if self.stack.overload is not None:
+            self.stack.overload.start()
+
     def stopService(self) -> None:
-        """Stop every transaction timer."""
+        """Stop every transaction timer and the overload monitor."""
         super().stopService()
+        if self.stack.overload is not None:
+            self.stack.overload.stop()
         self.stack.transactions.stop()

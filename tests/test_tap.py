@@ -116,7 +116,9 @@ def test_make_service_listens_on_every_configured_transport(tmp_path):
     service.startService()
     [udp] = reactor.udpPorts
     assert (udp.port, udp.interface) == (25060, "127.0.0.1")
-    assert [(p, i) for p, _, _, i in reactor.tcpServers] == [(25060, "127.0.0.1")]
+    # SIP over TCP, and the admin API on its default 127.0.0.1:8080
+    assert [(p, i) for p, _, _, i in reactor.tcpServers] == [(25060, "127.0.0.1"),
+                                                             (8080, "127.0.0.1")]
     assert [(p, i) for p, _, _, _, i in reactor.sslServers] == [(25061, "127.0.0.1")]
     assert os.path.exists(os.path.join(config.pbx.state_dir, "tls", "pbxd-cert.pem"))
     service.stopService()
@@ -129,3 +131,10 @@ def test_udp_listener_does_not_truncate_large_datagrams(tmp_path):
     make_service(config, reactor, database=sync_database(tmp_path)).startService()
     [port] = reactor.udpPorts
     assert port.maxPacketSize >= 65507
+
+
+def test_admin_api_is_not_started_when_admin_listen_is_null(tmp_path):
+    config = load_config(write(tmp_path, GOOD + "admin: {listen: null}\n"))
+    reactor = Reactor()
+    make_service(config, reactor, database=sync_database(tmp_path)).startService()
+    assert [p for p, _, _, _ in reactor.tcpServers] == [25060]
