@@ -165,7 +165,7 @@ class _Dtmf(_Item):
     def next_packet(self, player: Player) -> bytes | None:
         stream = player.stream
         if self.events is None:
-            generator = DtmfGenerator(player.dtmf_payload_type or 101, stream.ssrc)
+            generator = DtmfGenerator(player.dtmf_payload_type or 0, stream.ssrc)
             self.events = [e.serialize() for e in generator.events(self.digit, self.duration_ms)]
             self.start = stream.timestamp
             first = True
