@@ -284,3 +284,27 @@ def test_nonce_table_is_bounded() -> None:
         assert counter.use(f"n{i}", 1, float(i)) == "ok"
     assert len(counter) == 16
     assert counter.use("n0", 2, 0.0) == "stale"  # evicted: the client must take a fresh nonce
+
+
+def test_a_forged_received_parameter_cannot_redirect_responses() -> None:
+    from pbxd.sip.transaction import response_address
+    from pbxd.sip.validation import stamp_via
+
+    msg = parse_message(OPTIONS_B.replace(b";rport", b";received=198.51.100.7"))
+    stamp_via(msg, ("192.0.2.10", 5060))
+    assert response_address(msg.top_via, ("192.0.2.10", 5060), False) == ("192.0.2.10", 5060)
+
+
+def test_wsinv_leading_zero_max_forwards_passes_validation(testdata) -> None:
+    from pbxd.sip.validation import check_request
+
+    request = parse_message((testdata / "rfc4475" / "wsinv.sip").read_bytes())
+    assert request.max_forwards == 68
+    assert check_request(request, served_methods=("INVITE",)) is None
+
+
+def test_messages_framed_before_a_framing_error_are_kept(testdata) -> None:
+    framer = StreamFramer()
+    with pytest.raises(SIPParseError) as info:
+        framer.feed((testdata / "rfc4475" / "dblreq.sip").read_bytes())
+    assert [parse_message(m).method for m in info.value.messages] == ["REGISTER", "INVITE"]

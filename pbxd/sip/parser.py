@@ -269,10 +269,22 @@ class StreamFramer:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes; return the complete messages now available."""
+        """Add received bytes; return the complete messages now available.
+
+        A framing error raises SIPParseError whose ``messages`` holds the whole
+        messages framed before the bad bytes (deliver them, then close).
+        """
+        out: list[bytes] = []
+        try:
+            self._feed(data, out)
+        except SIPParseError as error:
+            error.messages = out  # type: ignore[attr-defined]
+            raise
+        return out
+
+    def _feed(self, data: bytes, out: list[bytes]) -> None:
         buf = self._buffer
         buf += data
-        out: list[bytes] = []
         while buf:
             skip = 0
             n = len(buf)
@@ -307,4 +319,3 @@ class StreamFramer:
                 break
             out.append(bytes(buf[:total]))
             del buf[:total]
-        return out

@@ -219,6 +219,8 @@ class SIPStreamProtocol(Protocol):
         try:
             messages = self.framer.feed(data)
         except SIPParseError as error:
+            for message in getattr(error, "messages", ()):  # framed before the bad bytes
+                _deliver(receiver, self, source, message)
             messages = []
             receiver.malformedReceived(error, self, source)
             if error.fatal:

@@ -118,7 +118,7 @@ def _header_problem(request: Any, method: str) -> str | None:
         return "Multiple Max-Forwards headers"
     if max_forwards:
         text = max_forwards[0].strip()
-        if not text.isdigit() or len(text) > 3:
+        if not text.isdigit() or len(text.lstrip("0")) > 3:  # '0068' is 68 (RFC 4475 wsinv)
             return "Bad Max-Forwards"
         if int(text) == 0:
             return "483"
@@ -168,6 +168,9 @@ def stamp_via(request: Any, source: tuple[str, int]) -> None:
     if wants_rport or not same_host(via.host, host):
         if params.get("received") != host:
             params["received"] = host
+    elif "received" in params and params.get("received") != host:
+        # a received= we did not add would steer our responses elsewhere (reflection)
+        params["received"] = host
 
 
 def same_host(a: str, b: str) -> bool:
