@@ -16,7 +16,7 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
 from pbxd.configschema import Config, ListenSpec
-from pbxd.sip.tls import context_factory, ensure_certificate
+from pbxd.sip.tls import ReloadableContextFactory, context_factory, ensure_certificate
 from pbxd.sip.transport import SIPDatagramProtocol, SIPStreamFactory
 
 log = Logger()
@@ -32,7 +32,9 @@ def build_tls(config: Config, state_dir: str) -> Any:
         cert, key = ensure_certificate(state_dir, config.pbx.realm)
     else:
         cert, key = tls.certificate, tls.private_key
-    return context_factory(cert, key, tls.ca_file, tls.verify_client, tls.min_version)
+    # re-read on reload_certificate() (the admin API's reload)
+    return ReloadableContextFactory(
+        lambda: context_factory(cert, key, tls.ca_file, tls.verify_client, tls.min_version))
 
 
 def stream_limits(config: Config) -> dict[str, Any]:

@@ -13,6 +13,8 @@ import datetime
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -154,6 +156,36 @@ def context_factory(
         enableSessions=False,
         fixBrokenPeers=False,
     )
+
+
+class ReloadableContextFactory:
+    """A server TLS context whose certificate can be replaced without a restart.
+
+    ``build`` makes a fresh :class:`CertificateOptions` (it re-reads the PEM
+    files). Twisted asks ``getContext()`` for every new connection, so after
+    :meth:`reload_certificate` new handshakes use the new certificate while
+    established connections keep theirs. A reload that fails (unreadable or
+    mismatched files) raises :class:`ConfigError` and keeps the old one.
+    """
+
+    def __init__(self, build: Callable[[], CertificateOptions]) -> None:
+        self._build = build
+        self.options = build()
+        self.options.getContext()  # fail at start, not at the first handshake
+
+    def getContext(self) -> Any:  # noqa: N802 - Twisted's name
+        """The OpenSSL context for the next connection."""
+        return self.options.getContext()
+
+    def reload_certificate(self) -> None:
+        """Re-read the certificate and key (for the admin API's reload)."""
+        options = self._build()
+        try:
+            options.getContext()
+        except Exception as e:  # OpenSSL.SSL.Error: key does not match the certificate
+            raise ConfigError("sip.tls.certificate", f"cannot use the new certificate: {e}") from None
+        self.options = options
+        log.info("TLS certificate reloaded")
 
 
 def _load_certificates(path: str) -> list[x509.Certificate]:
