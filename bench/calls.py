@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Call-rate benchmark of the B2BUA (not run by pytest).
+
+Starts a real pbxd (``twistd -n pbx``, UDP only, rate limit off) with the
+integration harness, registers a SIPp UAS as extension 1001 and has a SIPp
+UAC (digest auth against 1000) call it through pbxd: every call is
+challenged, re-sent with credentials, forked to the UAS with anchored media
+(two RTP port pairs, SDP rewritten both ways), answered, held ``--hold`` ms
+and hung up, and writes its CDR to SQLite.
+
+For each offered rate (``--rates``) it runs ``--seconds`` seconds of calls and
+records the failures and pbxd's CPU time (utime+stime from /proc/PID/stat),
+giving completed calls per CPU-second of pbxd. The reference, in the same
+invocation, is SIPp's UAC calling the SIPp UAS directly (no pbxd), whose
+SIPp-side CPU is not comparable, so the reference figure is its sustained
+rate and the ratio compares sustained rates.
+
+Usage: ``python bench/calls.py [--rates 50,100,200,400] [--seconds 10] [--no-write]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.integration.harness import EXTENSIONS, PbxServer  # noqa: E402
+from tests.integration.ports import free_port, free_port_range  # noqa: E402
+from tests.integration.sipp import SippProcess, run_sipp, users_inf  # noqa: E402
+
+SCENARIOS = ROOT / "tests" / "integration" / "scenarios"
+BEGIN = "<!-- bench/calls.py: begin -->"
+END = "<!-- bench/calls.py: end -->"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` in seconds (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def run_rate(target: str, workdir: Path, rate: int, seconds: int, hold: int, inf: Path,
+             auth: list[str], scenario: str) -> tuple[int, int, float]:
+    """(successful, failed, wall seconds) of ``rate`` calls/s for ``seconds`` seconds."""
+    calls = rate * seconds
+    t0 = time.monotonic()
+    result = run_sipp(scenario, target, workdir, calls=calls, rate=rate, limit=rate * 10,
+                      inf=inf, service="1001", timeout=seconds * 4 + 30,
+                      extra=["-d", str(hold), *auth])
+    return result.successful, result.failed, time.monotonic() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rates", default="50,100,200,400")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--hold", type=int, default=500, help="ms each call stays up")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    rates = [int(r) for r in args.rates.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
+    low, high = free_port_range(4000)
+    rows = []
+    with PbxServer(work / "pbx", transports=("udp",), admin=False, overrides={
+            "security": {"rate_limit": {"requests": 0}, "max_failed_attempts": 0},
+            # one SIPp process plays every phone: per-source and overload limits off
+            "limits": {"max_transactions_per_source": 10_000_000,
+                       "max_dialogs_per_source": 10_000_000,
+                       "overload": {"max_call_rate": 0, "max_loop_lag": 0}},
+            "rtp": {"port_range": [low, high]}}) as pbx:
+        pid = pbx.pid
+        uas_port = free_port()
+        inf = users_inf(work / "reg.csv", {"1001": EXTENSIONS["1001"]})
+        run_sipp("register.xml", f"127.0.0.1:{pbx.udp_port}", work / "reg", calls=1, inf=inf,
+                 local_port=uas_port, timeout=10, keys={"expires": "3600"})
+        uas = SippProcess("sn:uas", None, work / "uas", local_port=uas_port, calls=None,
+                          timeout=3600).start()
+        uas.wait_ready()
+        caller = users_inf(work / "caller.csv", {"1000": EXTENSIONS["1000"]})
+        auth = ["-auth_uri", f"1001@127.0.0.1:{pbx.udp_port}"]
+        for rate in rates:
+            cpu0 = cpu_seconds(pid)
+            ok, failed, wall = run_rate(f"127.0.0.1:{pbx.udp_port}", work / f"pbx{rate}", rate,
+                                        args.seconds, args.hold, caller, auth,
+                                        str(SCENARIOS / "call_uac_auth.xml"))
+            cpu = cpu_seconds(pid) - cpu0
+            rows.append(("pbxd", rate, ok, failed, wall, cpu))
+            print(f"pbxd rate {rate}/s: {ok} ok, {failed} failed, {wall:.1f}s, pbxd cpu {cpu:.2f}s"
+                  f" -> {ok / cpu if cpu else 0:.0f} calls/cpu-s", flush=True)
+        uas.stop()
+    # reference: the same UAC load straight at a SIPp UAS
+    ref_port = free_port()
+    ref_uas = SippProcess("sn:uas", None, work / "ref-uas", local_port=ref_port, calls=None,
+                          timeout=3600).start()
+    ref_uas.wait_ready()
+    for rate in rates:
+        ok, failed, wall = run_rate(f"127.0.0.1:{ref_port}", work / f"ref{rate}", rate,
+                                    args.seconds, args.hold, caller, [], "sn:uac")
+        rows.append(("reference", rate, ok, failed, wall, 0.0))
+        print(f"reference rate {rate}/s: {ok} ok, {failed} failed, {wall:.1f}s", flush=True)
+    ref_uas.stop()
+    report = render(rows, args)
+    print(report)
+    if not args.no_write:
+        write_section(report)
+
+
+def render(rows, args) -> str:
+    load = os.getloadavg()[0]
+    lines = [
+        f"Measured by `python bench/calls.py --rates {args.rates} --seconds {args.seconds} "
+        f"--hold {args.hold}` on CPython {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d')}, load average {load:.2f} on {os.cpu_count()} CPUs.",
+        "",
+        "| run | offered calls/s | completed | failed | failure % | pbxd CPU s | calls per CPU-s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    best = {"pbxd": 0, "reference": 0}
+    for run, rate, ok, failed, _wall, cpu in rows:
+        total = ok + failed
+        pct = 100.0 * failed / total if total else 100.0
+        if pct < 0.5 and total >= rate * args.seconds * 0.995:
+            best[run] = max(best[run], rate)
+        per_cpu = f"{ok / cpu:,.0f}" if cpu else "n/a"
+        cpu_text = f"{cpu:.2f}" if cpu else "n/a"
+        lines.append(f"| {run} | {rate} | {ok:,} | {failed:,} | {pct:.2f} | {cpu_text} | {per_cpu} |")
+    ratio = best["pbxd"] / best["reference"] if best["reference"] else 0.0
+    lines += ["", f"Highest offered rate with < 0.5 % failures: pbxd {best['pbxd']}/s, "
+              f"reference (SIPp to SIPp) {best['reference']}/s, ratio {ratio:.2f} "
+              "(only rates in the list were tried)."]
+    return "\n".join(lines)
+
+
+def write_section(report: str) -> None:
+    path = ROOT / "docs" / "performance.md"
+    text = path.read_text()
+    block = f"{BEGIN}\n{report}\n{END}"
+    if BEGIN in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text += "\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
