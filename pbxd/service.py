@@ -92,12 +92,12 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
 
     stores = build_stores(config, reactor, database)
     state = StateService(stores)
-    state.setServiceParent(top)  # first child: started first, stopped last
+    state.setServiceParent(top)  # every other part is its child: the database closes last
 
     bans = build_bans(config, reactor, store=stores.bans)
     extensions = stores.extensions  # config extensions first, then those made through the API
     metrics = Metrics()
-    LoopLagMonitor(reactor, metrics).setServiceParent(top)
+    LoopLagMonitor(reactor, metrics).setServiceParent(state)
     authenticator = build_authenticator(config, reactor, bans, extensions)
     registrar = build_registrar(config, reactor, extensions, store=stores.location)
     state.restore_with(registrar.location, bans)
@@ -111,7 +111,7 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
         request_handler=calls,
     )
     _connect_calls(calls, stack, config, reactor)
-    SIPStackService(stack).setServiceParent(top)
+    SIPStackService(stack).setServiceParent(state)
 
     tls = None
     for spec in config.sip.listen:
@@ -119,13 +119,13 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
             tls = build_tls(config, state_dir)
         listener = listener_service(spec, stack, reactor, config, tls)
         listener.ready = state.ready
-        listener.setServiceParent(top)
+        listener.setServiceParent(state)
     admin = build_admin(config, reactor, stores=stores, location=registrar.location,
                         bans=bans, metrics=metrics)
     if admin is not None:
         admin.ready = state.ready
-        admin.setServiceParent(top)
-    calls.setServiceParent(top)  # last child: stopped first, BYEs go out while listeners are up
+        admin.setServiceParent(state)
+    calls.setServiceParent(state)  # last child: stopped first, BYEs go out while listeners are up
     return top
 
 
@@ -252,14 +252,18 @@ def build_stores(config: Config, reactor: Any, database: Any = None) -> Stores:
     )
 
 
-class StateService(Service):
-    """Prepares the stores and restores registrations and bans before anything listens.
+class StateService(MultiService):
+    """Owns the stores; every part that uses them is its child.
 
-    ``ready()`` gives a Deferred that fires once that is done; listeners wait
-    for it, so no REGISTER is answered before the stored bindings are back.
+    At start it prepares the stores and restores registrations and bans;
+    ``ready()`` gives a Deferred that fires once that is done, and listeners
+    wait for it, so no REGISTER is answered before the stored bindings are
+    back. At stop the database is closed only after every child has stopped
+    (the calls service writes its last CDRs then).
     """
 
     def __init__(self, stores: Stores) -> None:
+        super().__init__()
         self.stores = stores
         self.setName("state")
         self._location: Any = None
@@ -307,10 +311,15 @@ class StateService(Service):
 
         stop_reactor(reactor)
 
-    def stopService(self) -> None:
-        """Close the database (the last thing to stop)."""
-        super().stopService()
+    def stopService(self) -> Deferred:
+        """Stop the children, then close the database."""
+        d = super().stopService()
+        d.addBoth(self._close)
+        return d
+
+    def _close(self, result: Any) -> Any:
         self.stores.database.close()
+        return result
 
 
 def _fired() -> Deferred:

@@ -53,17 +53,32 @@ def rtp(seq: int, ts: int, pt: int = 0, payload: bytes = b"\xff" * 160, marker: 
 def test_pairs_are_even_rtp_and_next_odd_rtcp():
     binder = FakeBinder()
     alloc = PortAllocator(binder, "127.0.0.1", 10001, 10010)
-    pair = alloc.allocate(object(), object())
+    pair = alloc.allocate(object, object)
     assert pair.rtp_port % 2 == 0
     assert pair.rtcp_port == pair.rtp_port + 1
     assert pair.rtp_port >= 10002
+
+
+def test_a_half_bound_pair_is_retried_with_fresh_protocols():
+    made = []
+
+    def make():
+        made.append(object())
+        return made[-1]
+
+    binder = FakeBinder(taken={10001})
+    alloc = PortAllocator(binder, "127.0.0.1", 10000, 10010)
+    pair = alloc.allocate(make, make)
+    assert pair.rtp_port == 10002
+    assert binder.bound[10002].protocol is not made[0]  # the first RTP protocol is not reused
+    assert len(set(map(id, made))) == len(made) == 4  # two tries, two fresh protocols each
 
 
 def test_busy_ports_are_skipped():
     binder = FakeBinder(taken={10000, 10003})
     alloc = PortAllocator(binder, "127.0.0.1", 10000, 10010)
     # 10000 taken (RTP), 10002 ok but 10003 taken (RTCP) -> 10004
-    pair = alloc.allocate(object(), object())
+    pair = alloc.allocate(object, object)
     assert pair.rtp_port == 10004
     assert 10002 not in binder.bound  # the half-bound RTP port was released
 
@@ -71,13 +86,13 @@ def test_busy_ports_are_skipped():
 def test_exhausted_range_raises_and_released_ports_are_reused():
     binder = FakeBinder()
     alloc = PortAllocator(binder, "127.0.0.1", 10000, 10003)
-    a = alloc.allocate(object(), object())
-    b = alloc.allocate(object(), object())
+    a = alloc.allocate(object, object)
+    b = alloc.allocate(object, object)
     with pytest.raises(PortsExhausted):
-        alloc.allocate(object(), object())
+        alloc.allocate(object, object)
     a.close()
     assert alloc.in_use == 1
-    c = alloc.allocate(object(), object())
+    c = alloc.allocate(object, object)
     assert c.rtp_port == a.rtp_port
     assert b.rtp_port != c.rtp_port
 

@@ -120,8 +120,10 @@ class Authenticator:
         self.extension = extension
 
     def authenticate(self, request, source, proxy=False):
-        if request.get("Authorization") is None:
-            return succeed(AuthResult(response=make_response(request, 401, to_tag="c")))
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        if request.get(header) is None:
+            return succeed(AuthResult(response=make_response(request, 407 if proxy else 401,
+                                                             to_tag="c")))
         return succeed(AuthResult(extension=self.extension))
 
 
@@ -235,15 +237,16 @@ def test_register_with_non_sip_to_is_400_before_authentication():
     assert transport.statuses == [400]
 
 
-def test_invite_is_authenticated_then_handed_to_the_handler():
+def test_invite_is_proxy_challenged_then_handed_to_the_handler():
     handler = Handler(status=180)
     controller, transport, _ = make_controller(request_handler=handler, authenticator=Authenticator())
     receive(controller, transport, INVITE)
-    assert transport.statuses == [401]
+    assert transport.statuses == [407]
     assert handler.requests == []
     receive(controller, transport, INVITE.replace("inv1;", "inv2;").replace(
-        "z9hG4bK-inv1", "z9hG4bK-inv2").replace("CSeq: 1", "Authorization: Digest x=1\r\nCSeq: 2"))
-    assert transport.statuses == [401, 180]
+        "z9hG4bK-inv1", "z9hG4bK-inv2").replace(
+        "CSeq: 1", "Proxy-Authorization: Digest x=1\r\nCSeq: 2"))
+    assert transport.statuses == [407, 180]
     assert handler.requests[0][1].extension == "1000"
 
 

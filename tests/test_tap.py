@@ -138,3 +138,26 @@ def test_admin_api_is_not_started_when_admin_listen_is_null(tmp_path):
     reactor = Reactor()
     make_service(config, reactor, database=sync_database(tmp_path)).startService()
     assert [p for p, _, _, _ in reactor.tcpServers] == [25060]
+
+
+def test_database_closes_only_after_every_part_has_stopped(tmp_path):
+    from twisted.application.service import Service
+    from twisted.internet.defer import Deferred
+
+    config = load_config(write(tmp_path, GOOD + "admin: {listen: null}\n"))
+    database = sync_database(tmp_path)
+    top = make_service(config, Reactor(), database=database)
+    top.startService()
+    pending: Deferred = Deferred()
+
+    class SlowToStop(Service):
+        def stopService(self):  # noqa: N802
+            super().stopService()
+            return pending  # e.g. the calls service writing its last CDRs
+
+    SlowToStop().setServiceParent(top.getServiceNamed("state"))
+    stopped = top.stopService()
+    assert not database.pool.closed
+    pending.callback(None)
+    assert database.pool.closed
+    assert stopped.called

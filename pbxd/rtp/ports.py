@@ -70,19 +70,25 @@ class PortAllocator:
         """How many pairs are handed out now."""
         return len(self._used)
 
-    def allocate(self, rtp_protocol: Any, rtcp_protocol: Any) -> PortPair:
-        """Bind the next free pair to the two protocols; raise PortsExhausted when none is left."""
+    def allocate(self, make_rtp: Callable[[], Any], make_rtcp: Callable[[], Any]) -> PortPair:
+        """Bind the next free pair to protocols made by the two factories.
+
+        Each attempt makes fresh protocol objects: a protocol whose port was
+        just closed is still attached to it until the reactor's next turn, so
+        it cannot be bound again at once. Raises PortsExhausted when no pair
+        in the range can be bound.
+        """
         for _ in range(self.capacity):
             port = self._next
             self._next = port + 2 if port + 3 <= self.high else self.low
             if port in self._used:
                 continue
             try:
-                rtp = self._listen(port, rtp_protocol, self.address)
+                rtp = self._listen(port, make_rtp(), self.address)
             except CannotListenError:
                 continue
             try:
-                rtcp = self._listen(port + 1, rtcp_protocol, self.address)
+                rtcp = self._listen(port + 1, make_rtcp(), self.address)
             except CannotListenError:
                 rtp.stopListening()
                 continue

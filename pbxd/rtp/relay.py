@@ -36,6 +36,7 @@ class _MediaSocket(DatagramProtocol):
     """The protocol on one bound port: hands datagrams to its leg."""
 
     __slots__ = ("leg", "rtcp")
+    noisy = False  # no "starting on PORT" log lines for every call
 
     def __init__(self, leg: LegMedia, rtcp: bool) -> None:
         self.leg = leg
@@ -59,9 +60,9 @@ class LegMedia:
     def __init__(self, allocator: PortAllocator, clock: Any, name: str = "") -> None:
         self.name = name
         self._clock = clock
-        self._rtp = _MediaSocket(self, False)
-        self._rtcp = _MediaSocket(self, True)
-        self._pair: PortPair | None = allocator.allocate(self._rtp, self._rtcp)
+        self._pair: PortPair | None = allocator.allocate(
+            lambda: _MediaSocket(self, False), lambda: _MediaSocket(self, True)
+        )
         self.address = allocator.address
         self.peer: LegMedia | None = None
         self.remote: Address | None = None

@@ -306,7 +306,10 @@ class SIPController:
         if self.authenticator is None:
             then(request, txn, None)
             return
-        d = maybeDeferred(self.authenticator.authenticate, request, source)
+        # 401/WWW-Authenticate for REGISTER, 407/Proxy-Authenticate for everything else,
+        # as Asterisk and Kamailio do (phones expect a call to be proxy-challenged).
+        proxy = request.method != "REGISTER"
+        d = maybeDeferred(self.authenticator.authenticate, request, source, proxy=proxy)
 
         def decided(result: Any) -> None:
             if result.response is not None:
