@@ -244,6 +244,12 @@ class ICallContext(Interface):
         the caller was handed over (this call then ends with cause ``normal``), False if
         the transfer was refused."""
 
+    def service(interface):  # type: ignore[misc]
+        """The provider of ``interface`` (a layer-0 interface such as
+        :class:`IVoicemailService`) that the server makes available to applications, so an
+        application reaches shared services without importing lower layers. Raises
+        ``LookupError`` naming the interface when the server has none."""
+
 
 class IDialplanApplication(Interface):
     """A dialplan application, built-in or from a plugin.
@@ -262,3 +268,14 @@ class IDialplanApplication(Interface):
         ``${...}`` already substituted). Return a Deferred firing with None to go on with the
         next step or a :class:`Goto` to jump. A failure ends the call with cause
         ``failure``."""
+
+
+class IVoicemailService(Interface):
+    """Voicemail boxes, as dialplan applications see them (issue: voicemail).
+
+    Messages are WAV files in ``state_dir`` plus an index in the store; a message
+    is durable (file fsync'ed and index committed) before :meth:`save` fires.
+    """
+
+    def box_exists(box: str):  # type: ignore[misc]
+        """Deferred[bool]."""
