@@ -161,7 +161,7 @@ def test_memory_returns_to_baseline(pbx_factory):
     idle process would measure the allocator, not leaks. Instead:
 
     1. warm-up: the same traffic shape (alternating INVITE/REGISTER, unique
-       Call-IDs, never answered, from one source at ~1,670/s) for 6 s;
+       Call-IDs, never answered, from one source at ~1,670/s) for 10 s;
     2. settle: wait until every transaction timer has fired (T1 is 0.1 s here,
        so Timer H/J is 6.4 s and the nonces are stateless) plus a margin, then
        read VmRSS from /proc/PID/status: the baseline;
@@ -178,7 +178,7 @@ def test_memory_returns_to_baseline(pbx_factory):
     })
     settle = 64 * 0.1 + 3.0
     idle = rss_kib(pbx.pid)
-    finish(sender("127.0.0.1", pbx.udp_port, 1670, 10_000, "mixed"), 40)
+    finish(sender("127.0.0.1", pbx.udp_port, 1670, 16_700, "mixed"), 40)
     time.sleep(settle)
     baseline = rss_kib(pbx.pid)
     sent, seconds = finish(sender("127.0.0.1", pbx.udp_port, 100_000 / 60, 100_000, "mixed"), 90)
