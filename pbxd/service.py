@@ -74,6 +74,7 @@ class SIPStack:
     udp: list[SIPDatagramProtocol] = field(default_factory=list)
     limiter: ConnectionLimiter = field(default_factory=ConnectionLimiter)  # limits.max_connections*
     overload: OverloadGuard | None = None  # limits.overload
+    tls: Any = None  # the ReloadableContextFactory of tls: listeners (reload_certificate())
 
 
 def make_service(config: Config, reactor: Any = None, *, database: Any = None) -> MultiService:
@@ -116,7 +117,7 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
     tls = None
     for spec in config.sip.listen:
         if spec.transport == "TLS" and not spec.endpoint.startswith("ssl:") and tls is None:
-            tls = build_tls(config, state_dir)
+            tls = stack.tls = build_tls(config, state_dir)
         listener = listener_service(spec, stack, reactor, config, tls)
         listener.ready = state.ready
         listener.setServiceParent(state)
