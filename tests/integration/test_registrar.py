@@ -78,7 +78,7 @@ def digest_response(
 class SipUdpClient:
     """A phone over UDP, bound to ``local_ip`` (so a test chooses its source address)."""
 
-    def __init__(self, server_port: int, local_ip: str = "127.0.0.1", timeout: float = 2.0):
+    def __init__(self, server_port: int, local_ip: str = "127.0.0.1", timeout: float = 5.0):
         self.server = ("127.0.0.1", server_port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((local_ip, 0))
