@@ -232,6 +232,23 @@ def test_transactions_per_source_cap_gives_stateless_503_and_drains() -> None:
     assert transport.statuses[-1] == 200
 
 
+def test_trusted_networks_have_no_per_source_transaction_cap() -> None:
+    import ipaddress
+
+    from pbxd.auth.bans import BanList
+
+    clock = task.Clock()
+    bans = BanList(clock, max_failed_attempts=5, failure_window=60, ban_duration=300,
+                   trusted_networks=[ipaddress.ip_network(PHONE[0] + "/32")],
+                   rate_limit_requests=0, rate_limit_window=1)
+    ctl = SIPController(TransactionLayer(clock), clock, "pbx.example.org", "pbxd-test",
+                        bans=bans, max_transactions_per_source=3)
+    transport = FakeTransport()
+    for i in range(5):  # an SBC in front carries many phones' requests
+        ctl.messageReceived(parse_message(options(i)), transport, PHONE)
+    assert transport.statuses == [200] * 5
+
+
 class Handler:
     """A request handler that reports a fixed number of calls per source."""
 

@@ -243,7 +243,8 @@ class SIPController:
     def _request(self, request: Any, transport: Any, source: Address) -> None:
         ip = source[0]
         cap = self.max_transactions_per_source
-        if cap and self._txn_counts.get(ip, 0) >= cap and not self._is_retransmission(request):
+        if (cap and self._txn_counts.get(ip, 0) >= cap and not self._is_retransmission(request)
+                and not self._trusted(ip)):
             self.log.info("{method} from {source} refused: {cap} transactions in progress",
                           method=request.method, source=source, cap=cap)
             if request.method != "ACK":
@@ -369,9 +370,15 @@ class SIPController:
                 return reason
         cap = self.max_dialogs_per_source
         calls_from = getattr(self.request_handler, "calls_from", None)
-        if cap and calls_from is not None and calls_from(source[0]) >= cap:
+        if (cap and calls_from is not None and calls_from(source[0]) >= cap
+                and not self._trusted(source[0])):
             return "too many calls from this address"
         return None
+
+    def _trusted(self, ip: str) -> bool:
+        """Sources in ``security.trusted_networks`` (an SBC or proxy in front) have no
+        per-source caps: they carry the traffic of many phones."""
+        return self.bans is not None and self.bans.is_trusted(ip)
 
     @staticmethod
     def _in_dialog(request: Any) -> bool:
