@@ -41,6 +41,11 @@ EXAMPLES = {
     ("DELETE", "/extensions/{number}"): ({"number": "2000"}, None),
     ("GET", "/cdr"): ({}, None),
     ("GET", "/audit"): ({}, None),
+    ("GET", "/calls"): ({}, None),
+    ("POST", "/calls"): ({}, {"from": "1000", "to": "2000", "timeout": 20}),
+    ("GET", "/calls/{id}"): ({"id": "00a00001"}, None),
+    ("DELETE", "/calls/{id}"): ({"id": "00a00001"}, None),
+    ("POST", "/reload"): ({}, None),
 }
 
 
@@ -50,6 +55,7 @@ def _populated() -> Env:
     env.bans.ban("203.0.113.9", 600, "scanner")
     env.call("POST", "/api/v1/extensions", body={"number": "2000", "password": "pw-2000-long"})
     env.add_cdr("c1", 1.7e9, "1000", "2000")
+    env.calls.add("1000", "2000")  # id 00a00001
     return env
 
 
@@ -137,7 +143,7 @@ def test_each_operation_errors_are_documented(method, path):
 def test_methods_not_documented_get_405(env):
     document = _document(env)
     for path, item in document["paths"].items():
-        values = {"aor": "1000", "address": "203.0.113.9", "number": "2000"}
+        values = {"aor": "1000", "address": "203.0.113.9", "number": "2000", "id": "00a00001"}
         for method in METHODS:
             if method.lower() in item:
                 continue

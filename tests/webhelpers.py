@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from treq.testing import StubTreq
+from twisted.internet.defer import fail, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
@@ -21,6 +22,8 @@ from pbxd.store.cdrsearch import SearchableCDRStore
 from pbxd.store.extensions import ConfigExtensionStore
 from pbxd.store.extensions_db import SQLiteExtensionStore
 from pbxd.store.testing import memory_database
+from pbxd.web import calls as calls_api
+from pbxd.web import reload as reload_api
 from pbxd.web.api import make_admin_site
 from pbxd.web.metrics import Metrics
 
@@ -37,6 +40,64 @@ def fired(d: Any) -> Any:
     if isinstance(results[0], Failure):
         results[0].raiseException()
     return results[0]
+
+
+class FakeCallManager:
+    """The CallManager's API-facing methods over a dict of ``Call.info()``-shaped calls."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.calls: dict[str, dict[str, Any]] = {}
+        self.ended: list[tuple[str, str]] = []
+        self.stopping = False
+        self.refuse: Exception | None = None
+        self._next = 1
+
+    def add(self, caller: str, destination: str, *, answered: bool = True) -> str:
+        """A call in progress (as the B2BUA would hold it); its id."""
+        call_id = f"00a{self._next:05d}"
+        self._next += 1
+        now = self.clock.seconds()
+        self.calls[call_id] = {
+            "id": call_id, "caller": caller, "destination": destination,
+            "state": "ANSWERED" if answered else "RINGING", "start": now,
+            "answer": now if answered else None, "duration": 0.0,
+            "codecs": ["PCMU"] if answered else [], "on_hold": False,
+            "legs": [{"id": f"{call_id}-a", "role": "caller", "state": "CONFIRMED"}],
+            "media": {"a": {"packets_in": 50, "lost": 0}} if answered else {},
+        }
+        return call_id
+
+    def active_calls(self) -> list[dict[str, Any]]:
+        now = self.clock.seconds()
+        return [dict(c, duration=round(now - c["start"], 3)) for c in self.calls.values()]
+
+    def hangup(self, call_id: str, cause: str = "admin hangup") -> bool:
+        if self.calls.pop(call_id, None) is None:
+            return False
+        self.ended.append((call_id, cause))
+        return True
+
+    def originate(self, ext_a: str, ext_b: str, *, timeout: float = 30,
+                  caller_id: str | None = None) -> Any:
+        if self.refuse is not None:
+            raise self.refuse
+        return succeed(self.add(ext_a, ext_b, answered=False))
+
+
+class FakeReloader:
+    """``reload()`` answering a canned result, or failing with ``error``."""
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+        self.count = 0
+
+    def reload(self) -> Any:
+        if self.error is not None:
+            return fail(self.error)
+        self.count += 1
+        return succeed({"source": "/etc/pbxd/config.yml", "applied": ["extensions", "security"],
+                        "listeners": {"added": [], "removed": []}, "restart_required": []})
 
 
 @dataclass
@@ -77,6 +138,12 @@ class Env:
         self.audit = SQLiteAuditStore(self.database, self.clock)
         fired(self.audit.prepare())
         self.metrics = Metrics()
+        self.calls = FakeCallManager(self.clock)
+        self.reloader = FakeReloader()
+        site_args.setdefault("extra_routes", [
+            *calls_api.routes(self.calls, self.audit, self.extensions),
+            *reload_api.routes(self.reloader, self.audit),
+        ])
         self.site = make_admin_site(
             tokens=[
                 AdminToken("ops", hashlib.sha256(TOKEN.encode()).hexdigest()),
