@@ -26,8 +26,8 @@ def make_ua(external: str | None = None, connector=None):
                                    user_agent="pbxd-t")
 
 
-def bye() -> Request:
-    req = Request("BYE", "sip:1000@192.0.2.10:5062")
+def bye(uri: str = "sip:1000@192.0.2.10:5062") -> Request:
+    req = Request("BYE", uri)
     for name, value in (("From", "<sip:1001@pbx.test>;tag=b"), ("To", "<sip:1000@pbx.test>;tag=a"),
                         ("Call-ID", "c1"), ("CSeq", "2 BYE"), ("Max-Forwards", "70")):
         req.add(name, value)
@@ -148,3 +148,17 @@ def test_reliable_transport_sends_2xx_once_but_still_times_out_without_ack() -> 
     assert len(wire.sent) == 1 and timeouts == []
     clock.advance(0.2)
     assert len(timeouts) == 1
+
+
+def test_sips_target_is_never_sent_over_an_insecure_transport() -> None:
+    wire = Wire("TCP", peer=PHONE)  # a plain TCP connection to the phone is open
+
+    class Connector:
+        def transportFor(self, name, address):  # noqa: N802
+            return wire
+
+    clock, layer, ua = make_ua(connector=Connector())
+    request = bye("sips:1000@192.0.2.10:5062")
+    timeouts = []
+    ua.send_to(request, ("TCP", PHONE), on_response=None, on_timeout=lambda: timeouts.append(1))
+    assert wire.sent == [] and timeouts == [1]

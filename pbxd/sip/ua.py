@@ -202,6 +202,11 @@ class UserAgent:
         """Resolve ``target`` and send; fires with the ClientTransaction, or None
         after calling ``on_timeout`` when no transport reaches it."""
         def resolved(transport: Any) -> Any:
+            if transport is not None and needs_tls(request) and not getattr(
+                    transport, "secure", False):
+                self.log.warn("{uri} needs TLS; refusing to send it over {name}",
+                              uri=request.uri, name=getattr(transport, "name", "?"))
+                transport = None
             if transport is None:
                 if on_timeout is not None:
                     on_timeout()
@@ -234,3 +239,9 @@ class UserAgent:
         if self.user_agent and response.get("Server") is None:
             response.set("Server", self.user_agent)
         txn.respond(response)
+
+
+def needs_tls(request: Any) -> bool:
+    """A ``sips:`` Request-URI (RFC 3261 26.2.2) or ``transport=tls`` is sent only over TLS."""
+    uri = request.uri
+    return uri.scheme == "sips" or (uri.transport or "") == "TLS"
