@@ -270,12 +270,77 @@ class IDialplanApplication(Interface):
         ``failure``."""
 
 
+#: Greeting kinds a voicemail box may record (``voicemail: {greeting: ...}``).
+GREETING_KINDS = ("unavailable", "busy", "name")
+
+
 class IVoicemailService(Interface):
     """Voicemail boxes, as dialplan applications see them (issue: voicemail).
 
-    Messages are WAV files in ``state_dir`` plus an index in the store; a message
-    is durable (file fsync'ed and index committed) before :meth:`save` fires.
+    Reached with ``call.service(IVoicemailService)``. A box is named by its
+    extension number. Messages are WAV files in ``state_dir/voicemail/<box>/``
+    plus an index in the store; a message is durable (file and directory
+    fsync'ed, index committed) before :meth:`save` fires. A message is a dict
+    ``{"id": str, "box": str, "caller": str, "caller_name": str, "time": float
+    (epoch), "duration": float, "folder": "new"|"old", "path": str}``.
+    Every method returning a Deferred fails with ``KeyError`` for an unknown box
+    (``box_exists`` excepted) and ``ValueError`` for a malformed one.
     """
 
+    max_message_seconds = Attribute("float: a message stops recording after this")
+    min_message_seconds = Attribute("float: shorter messages are discarded, not saved")
+    silence_seconds = Attribute("float: a message stops after this much silence (0: never)")
+    max_messages = Attribute("int: messages a box holds at most (new and old)")
+
     def box_exists(box: str):  # type: ignore[misc]
-        """Deferred[bool]."""
+        """Deferred[bool]: True if ``box`` is a voicemail box (an extension)."""
+
+    def recording_path(box: str):  # type: ignore[misc]
+        """A fresh temporary WAV path on the box's file system (its directory exists) for
+        ``ICallContext.record``; hand it to :meth:`save` or :meth:`set_greeting`, or to
+        :meth:`discard`."""
+
+    def discard(path: str):  # type: ignore[misc]
+        """Delete a temporary recording that will not be kept (no error if gone)."""
+
+    def save(box: str, caller: str, duration: float, temp_path: str,  # type: ignore[misc]
+             caller_name: str = ""):
+        """Move the recording at ``temp_path`` into ``box`` as a new message. Fires with
+        the message dict once the file is in place and fsync'ed and the index row
+        committed; then message-waiting listeners are told the new counts."""
+
+    def counts(box: str):  # type: ignore[misc]
+        """Deferred[tuple[int, int]]: (new, old) messages of ``box``."""
+
+    def messages(box: str):  # type: ignore[misc]
+        """Deferred[list[message]]: new messages first, then old, each oldest first."""
+
+    def mark_old(box: str, message_id: str):  # type: ignore[misc]
+        """Deferred[bool]: move a new message to the old folder (False if unknown);
+        listeners hear the new counts."""
+
+    def delete(box: str, message_id: str):  # type: ignore[misc]
+        """Deferred[bool]: delete a message, index and file (False if unknown)."""
+
+    def greeting(box: str, kind: str):  # type: ignore[misc]
+        """Deferred[str | None]: the path of the box's own ``kind`` greeting (one of
+        :data:`GREETING_KINDS`), None when it has none (play a default prompt)."""
+
+    def set_greeting(box: str, kind: str, temp_path: str):  # type: ignore[misc]
+        """Deferred[str]: keep the recording at ``temp_path`` as the box's ``kind``
+        greeting (durably, replacing the old one); fires with its path."""
+
+    def check_pin(box: str, pin: str):  # type: ignore[misc]
+        """Deferred[bool]: True if ``pin`` opens ``box`` (constant-time comparison).
+        A box without a PIN cannot be opened."""
+
+    def set_pin(box: str, pin: str):  # type: ignore[misc]
+        """Deferred[None]: change the box's PIN (4-12 digits, else ValueError)."""
+
+    def report_failed_login(box: str, call_id: str):  # type: ignore[misc]
+        """A wrong PIN was entered on call ``call_id``: counted like a failed SIP
+        authentication from the caller's address (bans)."""
+
+    def subscribe(listener):  # type: ignore[misc]
+        """Call ``listener(box, new, old)`` after every change of a box's counts.
+        Returns a callable that removes the listener."""

@@ -73,7 +73,10 @@ class FakeCall:
     a silent wait. ``dial_results``: a mapping target -> status (targets
     missing from it are ``CHANUNAVAIL``), or a list of statuses, one per
     ``dial`` call. ``record_seconds``: how long the caller speaks when
-    recorded. ``prompt_dirs``: extra directories searched for prompt names.
+    recorded; ``record_audio(seconds) -> bytes`` the 16-bit PCM written (silence
+    by default). ``prompt_dirs``: extra directories searched for prompt names.
+    ``services``: what :meth:`service` finds, by interface (e.g.
+    ``{IVoicemailService: my_fake}``).
     """
 
     def __init__(self, exten: str = "1000", caller: str = "2000", caller_name: str = "",
@@ -82,7 +85,8 @@ class FakeCall:
                  record_seconds: float = 3.0, transfer_result: bool = True,
                  answered: bool = False, clock: Clock | None = None,
                  variables: Mapping[str, str] | None = None, call_id: str = "fake-call-1",
-                 prompt_dirs: Sequence[str] = ()) -> None:
+                 prompt_dirs: Sequence[str] = (), services: Mapping[Any, Any] | None = None,
+                 record_audio: Any = None) -> None:
         self.call_id, self.exten, self.caller = call_id, exten, caller
         self.caller_name, self.context = caller_name, context
         self.variables: dict[str, str] = dict(variables or {})
@@ -99,6 +103,8 @@ class FakeCall:
         self.echoed = False
         self.record_seconds, self.transfer_result = record_seconds, transfer_result
         self.prompt_dirs = tuple(prompt_dirs)
+        self.services: dict[Any, Any] = dict(services or {})
+        self.record_audio = record_audio
         self._dial_results = dial_results if dial_results is not None else {}
         self._script: deque[Any] = deque()
         self._watchers: list[Deferred[str]] = []
@@ -187,7 +193,8 @@ class FakeCall:
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(8000)
-            w.writeframes(b"\0\0" * int(seconds * 8000))
+            w.writeframes(self.record_audio(seconds) if self.record_audio is not None
+                          else b"\0\0" * int(seconds * 8000))
         result = {"path": path, "seconds": seconds, "reason": reason, "digit": digit}
         self.recordings.append(result)
         self.actions.append(("record", path))
@@ -231,6 +238,13 @@ class FakeCall:
         if self.transfer_result:
             self._end("normal", "app")
         return succeed(self.transfer_result)
+
+    def service(self, interface: Any) -> Any:
+        try:
+            return self.services[interface]
+        except KeyError:
+            raise LookupError(f"no provider of {getattr(interface, '__name__', interface)}"
+                              " on this call") from None
 
     # -- internals ----------------------------------------------------------------
 

@@ -4,6 +4,8 @@ from pbxd.apps.basic import Answer, GotoApp, Hangup, Set, Wait
 from pbxd.apps.dial import Dial
 from pbxd.apps.media import Echo, Playback
 from pbxd.apps.menu import Menu
+from pbxd.apps.voicemail import Voicemail
+from pbxd.apps.voicemail_main import VoicemailMain
 
 answer = Answer()
 hangup = Hangup()
@@ -14,3 +16,5 @@ dial = Dial()
 playback = Playback()
 echo = Echo()
 menu = Menu()
+voicemail = Voicemail()
+voicemail_main = VoicemailMain()
