@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from pbxd import configmedia
 from pbxd import configtables as tables
 from pbxd import configvalues as v
 from pbxd.configschema import (
@@ -159,7 +160,9 @@ def _parse(data: Any, source: str, base_dir: str) -> Config:
         dialplan=dialplan,
         admin=tables.admin(top.data.get("admin")),
         store=_store(top.data.get("store"), pbx.state_dir),
-        voicemail=_voicemail(top.data.get("voicemail"), base_dir),
+        voicemail=configmedia.voicemail(top.data.get("voicemail"), base_dir),
+        recording=configmedia.recording(top.data.get("recording")),
+        moh=configmedia.moh(top.data.get("moh"), base_dir),
         plugins=top.get("plugins", _plugins, ()),
     )
 
@@ -344,20 +347,6 @@ def _store(value: Any, state_dir: str) -> StoreConfig:
     if re.match(r"postgres(ql)?://", url):
         return StoreConfig(url)
     raise ConfigError("store.url", f"{url!r} is not sqlite:PATH or postgresql://...")
-
-
-def _voicemail(value: Any, base_dir: str) -> VoicemailConfig:
-    s, d = v.Section(value, "voicemail", _keys(VoicemailConfig)), VoicemailConfig()
-    vm = VoicemailConfig(
-        max_message_seconds=s.get("max_message_seconds", v.duration, d.max_message_seconds),
-        min_message_seconds=s.get("min_message_seconds", v.duration, d.min_message_seconds,
-                                  positive=False),
-        max_messages=s.get("max_messages", v.integer, d.max_messages, low=1),
-        greeting_dir=s.get("greeting_dir", v.optional(v.path), None, base_dir=base_dir),
-    )
-    if vm.min_message_seconds > vm.max_message_seconds:
-        raise ConfigError("voicemail.min_message_seconds", "is above max_message_seconds")
-    return vm
 
 
 def _plugins(value: Any, key: str) -> tuple[str, ...]:

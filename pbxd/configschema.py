@@ -287,6 +287,42 @@ class VoicemailConfig:
     min_message_seconds: float = 1.0
     max_messages: int = 100
     greeting_dir: str | None = None  # absolute after parsing
+    silence_seconds: float = 5.0  # a message stops after this much silence (0: never)
+    unsolicited_mwi: bool = False  # NOTIFY registered phones without a subscription
+    email: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # box -> address
+    smtp: SMTPConfig | None = None  # voicemail to email; None: off
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPConfig:
+    """``voicemail.smtp:`` the mail server new messages are sent through (``from`` in the file)."""
+
+    host: str
+    port: int = 25
+    sender: str = "pbxd@localhost"
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    """``recording:`` call recording (the ``record_call`` dialplan application)."""
+
+    stereo: bool = False  # one party per channel instead of one mixed track
+    announce: bool = False  # play "call-recorded" to the caller first
+    retention_days: float = 90.0  # recordings older than this are deleted (0: kept forever)
+    sweep_interval: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class MOHConfig:
+    """``moh:`` music on hold for the party a phone puts on hold."""
+
+    enabled: bool = True
+    folder: str | None = None  # a folder of 8 kHz mono WAV files; None: pbxd's own music
+    shuffle: bool = True
 
 
 def _no_extensions() -> Mapping[str, Extension]:
@@ -310,4 +346,6 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    moh: MOHConfig = field(default_factory=MOHConfig)
     plugins: tuple[str, ...] = ()

@@ -164,7 +164,7 @@ BAD = [
     ({"store": {"url": "sqlite:"}}, "store.url", "needs a file name"),
     ({"voicemail": {"max_messages": 0}}, "voicemail.max_messages", "below the minimum 1"),
     ({"voicemail": {"min_message_seconds": 200}}, "voicemail.min_message_seconds", "above max"),
-    ({"voicemail": {"smtp": {}}}, "voicemail.smtp", "unknown key"),
+    ({"voicemail": {"smtp_server": "mail"}}, "voicemail.smtp_server", "unknown key"),
     ({"plugins": ["not-a-package"]}, "plugins[0]", "importable package name"),
     ({"plugins": ["acme.apps", "acme.apps"]}, "plugins[1]", "twice"),
     ({"plugins": "acme"}, "plugins", "expected a list"),
