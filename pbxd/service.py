@@ -34,7 +34,7 @@ from pbxd.auth.checker import ExtensionChecker
 from pbxd.auth.realm import ExtensionRealm
 from pbxd.auth.sipauth import SIPAuthenticator
 from pbxd.configschema import Config
-from pbxd.listeners import HTTPListener, build_tls, listener_service, stop_reactor, stream_limits
+from pbxd.listeners import HTTPListener, build_tls, listener_service, stop_reactor
 from pbxd.sip.controller import SIPController
 from pbxd.sip.digest import NonceCounter, NonceSource
 from pbxd.sip.location import LocationService
@@ -46,7 +46,6 @@ from pbxd.sip.transport import (
     ConnectionTable,
     Connector,
     SIPDatagramProtocol,
-    SIPStreamFactory,
 )
 from pbxd.store.audit import SQLiteAuditStore
 from pbxd.store.bans import SQLiteBanStore
@@ -56,6 +55,8 @@ from pbxd.store.extensions import ConfigExtensionStore
 from pbxd.store.extensions_db import SQLiteExtensionStore
 from pbxd.store.location import SQLiteLocationStore
 from pbxd.web.metrics import LoopLagMonitor, Metrics
+from pbxd.wiring_dialplan import connect_calls as _connect_calls
+from pbxd.wiring_dialplan import make_calls as _make_calls
 
 log = Logger()
 
@@ -130,75 +131,7 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
     return top
 
 
-# -- calls (issue 4) -------------------------------------------------------------
-
-
-def _make_calls(config: Config, reactor: Any, location: Any, cdr_store: Any,
-                extensions: Any) -> Any:
-    """The B2BUA: a CallManager with RTP ports from ``rtp:`` (SIP parts attached later)."""
-    from pbxd.calls.call import CallDeps
-    from pbxd.calls.manager import CallManager, ExtensionRouter
-    from pbxd.rtp.ports import PortAllocator
-    from pbxd.rtp.relay import LegMedia
-
-    rtp = config.rtp
-    ports = PortAllocator(reactor.listenUDP, rtp.address, rtp.port_range[0], rtp.port_range[1])
-    deps = CallDeps(
-        clock=reactor,
-        ua=None,
-        registry=None,
-        new_media=lambda name: LegMedia(ports, reactor, name),
-        sdp_address=lambda transport, address: "",
-        realm=config.pbx.realm,
-        no_answer_timeout=config.calls.no_answer_timeout,
-        host=config.pbx.realm,
-    )
-    manager = CallManager(deps, None, location, ExtensionRouter(extensions), cdr_store,
-                          rtp_timeout=rtp.timeout)
-    manager.setName("calls")
-    return manager
-
-
-def _connect_calls(manager: Any, stack: SIPStack, config: Config, reactor: Any) -> None:
-    """Give the CallManager the transaction layer, a UserAgent and outbound connections."""
-    from pbxd.sip.ua import WILDCARDS, UserAgent, route_source_address
-
-    ua = UserAgent(stack.transactions, stack.connector, reactor,
-                   external_address=config.pbx.external_address,
-                   user_agent=config.pbx.user_agent)
-    manager.transactions = stack.transactions
-    manager.deps.ua = ua
-    stack.connector.connect = lambda name, address: _connect_stream(
-        reactor, stack, config, name, address)
-    rtp_address = config.rtp.address
-
-    def sdp_address(transport: Any, address: Any) -> str:
-        if config.pbx.external_address:
-            return config.pbx.external_address
-        if rtp_address not in WILDCARDS:
-            return rtp_address
-        if isinstance(transport, str):
-            return route_source_address(address[0]) or "127.0.0.1"
-        return ua.local_host_port(transport, address)[0]
-
-    manager.deps.sdp_address = sdp_address
-
-
-def _connect_stream(reactor: Any, stack: SIPStack, config: Config, name: str,
-                    address: Any) -> Deferred:
-    """Open a TCP/TLS connection to a phone that has none open (no certificate check)."""
-    from twisted.internet import ssl
-
-    factory = SIPStreamFactory(stack.controller, reactor, secure=name == "TLS",
-                               connections=stack.connections,
-                               max_message_size=config.sip.max_message_size,
-                               **stream_limits(config))
-    if name == "TLS":
-        endpoint: Any = endpoints.SSL4ClientEndpoint(
-            reactor, address[0], address[1], ssl.CertificateOptions(verify=False))
-    else:
-        endpoint = endpoints.TCP4ClientEndpoint(reactor, address[0], address[1])
-    return endpoint.connect(factory)
+# -- calls and the dialplan: pbxd/wiring_dialplan.py -------------------------------
 
 
 def build_admin(

@@ -1,7 +1,8 @@
 """``twistd pbx``: command-line options and the service maker (layer 7).
 
 ``Options`` only parses and validates: ``postOptions`` loads the typed
-configuration and turns any :class:`~pbxd.errors.ConfigError` into a one-line
+configuration, compiles its dialplan (:func:`pbxd.wiring_dialplan.compile_dialplan`)
+and turns any :class:`~pbxd.errors.ConfigError` into a one-line
 ``UsageError`` naming the file and the key. The server itself is built in
 :func:`makeService` by :func:`pbxd.service.make_service`.
 """
@@ -14,6 +15,7 @@ from twisted.python import usage
 
 from pbxd.config import load_config
 from pbxd.errors import ConfigError
+from pbxd.wiring_dialplan import compile_dialplan
 
 
 class Options(usage.Options):
@@ -29,6 +31,7 @@ class Options(usage.Options):
         """Load and validate the configuration; a bad one is a UsageError."""
         try:
             self.loaded = load_config(self["config"])
+            compile_dialplan(self.loaded)  # unknown applications, bad patterns, bad args
         except ConfigError as e:
             raise usage.UsageError(str(e).splitlines()[0] if str(e) else repr(e)) from None
 

@@ -30,6 +30,7 @@ from pbxd.calls.inbound import InboundLeg
 from pbxd.calls.leg import IllegalTransition, Leg
 from pbxd.calls.media import SDP, LegSdp, SDPParseError, parse_sdp
 from pbxd.calls.outbound import OutboundLeg
+from pbxd.calls.relaying import relay_request
 from pbxd.rtp.relay import bridge
 from pbxd.sdp.negotiate import audio_stream
 
@@ -267,48 +268,7 @@ class Call:
         if other is None or self.state is not CallState.ANSWERED:
             leg.answer_request(txn, 481)
             return
-        if request.method == "INFO":
-            def info_back(resp: Any) -> None:
-                leg.answer_request(txn, resp.status, resp.body, resp.get("Content-Type"),
-                                   resp.reason)
-
-            if not other.send_request("INFO", request.body, request.get("Content-Type"),
-                                      info_back):
-                leg.answer_request(txn, 481)
-            return
-        mine, theirs = self._sdp_of(leg), self._sdp_of(other)
-        try:
-            sdp = parse_sdp(request)
-        except SDPParseError:
-            leg.answer_request(txn, 400, reason="Bad SDP")
-            return
-        if sdp is None:  # session refresh: answer here with what the leg already has
-            if request.method == "INVITE":
-                leg.answer_request(txn, 200, mine.last_body, SDP)
-            else:
-                leg.answer_request(txn, 200)
-            return
-        mine.received(sdp, leg.address[0] if leg.address else None)
-        body = theirs.outgoing(sdp)
-
-        def relayed(resp: Any) -> None:
-            if leg.done:
-                return
-            if 200 <= resp.status < 300:
-                try:
-                    answer = parse_sdp(resp)
-                except SDPParseError:
-                    answer = None
-                if answer is not None:
-                    theirs.received(answer, other.address[0] if other.address else None)
-                    leg.answer_request(txn, resp.status, mine.outgoing(answer), SDP)
-                else:
-                    leg.answer_request(txn, resp.status, mine.last_body, SDP)
-            else:
-                leg.answer_request(txn, resp.status, reason=resp.reason)
-
-        if not other.send_request(request.method, body, SDP, relayed):
-            leg.answer_request(txn, 491)
+        relay_request(leg, other, self._sdp_of(leg), self._sdp_of(other), request, txn)
 
     # -- ending -------------------------------------------------------------
 

@@ -43,7 +43,7 @@ def build_cdr(call: Any) -> dict[str, Any]:
     end = call.ended_at if call.ended_at is not None else call.started_at
     answer = call.answered_at
     return {
-        "call_id": call.a.request.call_id,
+        "call_id": _sip_call_id(call.a),
         "start": call.started_at,
         "answer": answer,
         "end": end,
@@ -59,6 +59,12 @@ def build_cdr(call: Any) -> dict[str, Any]:
         "pbx_call_id": call.id,
         "answered_by": call.winner.id if call.winner is not None else None,
     }
+
+
+def _sip_call_id(leg: Any) -> str | None:
+    """The Call-ID of the caller's leg (the INVITE we got, or the one we sent)."""
+    message = getattr(leg, "request", None) or getattr(leg, "invite", None)
+    return message.call_id if message is not None else getattr(leg, "call_id", None)
 
 
 class CDRWriter:

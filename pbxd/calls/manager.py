@@ -3,7 +3,9 @@
 What it does with each request the SIP controller hands over:
 
 - a new INVITE (authenticated by the controller: ``txn.extension``): the
-  From user must be that extension (else 403); the ``router`` seam maps
+  From user must be that extension (else 403). With a ``dialplan`` seam the
+  call enters the dialplan in the extension's context (404 when no rule
+  matches; see :mod:`pbxd.calls.sessions`). Without one the ``router`` seam maps
   (caller, dialled number) to target extensions (None: 404); the targets'
   reachable bindings are looked up (none: 480) and a :class:`Call` forks to
   all of them;
@@ -31,6 +33,7 @@ from zope.interface import implementer
 
 from pbxd.calls.call import Call, CallDeps, Target
 from pbxd.calls.cdr import CDRWriter, build_cdr
+from pbxd.calls.sessions import SessionStarter
 from pbxd.interfaces import IRequestHandler
 from pbxd.sip.dialog import dialog_id_of, new_tag
 from pbxd.sip.message import make_response
@@ -58,9 +61,10 @@ class CallManager(Service):
 
     log = Logger()
 
-    def __init__(self, deps: CallDeps, transactions: Any, location: Any, router: Router,
+    def __init__(self, deps: CallDeps, transactions: Any, location: Any, router: Router | None,
                  cdr_store: Any = None, *, rtp_timeout: float = 30.0,
-                 check_interval: float = 5.0) -> None:
+                 check_interval: float = 5.0, dialplan: Any = None,
+                 services: Any = None, prompt_dirs: Any = ()) -> None:
         self.deps = deps
         deps.registry = self
         self.transactions = transactions
@@ -69,7 +73,9 @@ class CallManager(Service):
         self.cdrs = CDRWriter(cdr_store)
         self.rtp_timeout = rtp_timeout
         self.check_interval = check_interval
-        self.calls: dict[str, Call] = {}
+        self.calls: dict[str, Any] = {}  # Call (router) or Session (dialplan)
+        self.sessions = None if dialplan is None else SessionStarter(self, dialplan, services,
+                                                                     prompt_dirs)
         self._dialogs: dict[tuple[str, str, str], Any] = {}
         self._invites: dict[int, Any] = {}
         self._ids = itertools.count(1)
@@ -191,25 +197,65 @@ class CallManager(Service):
         name = getattr(extension, "name", None) or request.from_.display
         return caller, dialled, name, targets
 
+    def _new_session(self, request: Any, txn: Any) -> None:
+        """Enter the dialplan in the caller's context (404 when no rule matches)."""
+        ua = self.deps.ua
+        extension = getattr(txn, "extension", None)
+        from_uri = request.from_.uri
+        caller = getattr(extension, "number", None) or from_uri.user or ""
+        if extension is not None and from_uri.user != caller:
+            ua.respond(txn, make_response(request, 403, to_tag=_tag()))
+            return
+        dialled = request.uri.user or ""
+        context = getattr(extension, "context", None) or "default"
+        if not self.sessions.dialplan.matches(context, dialled):
+            self.log.info("{caller} dialled {dialled}: no rule in {context}", caller=caller,
+                          dialled=dialled, context=context)
+            ua.respond(txn, make_response(request, 404, to_tag=_tag()))
+            return
+        name = getattr(extension, "name", None) or request.from_.display
+        self.sessions.start(self.new_call_id(), txn, caller, dialled, name, context)
+
+    def new_call_id(self) -> str:
+        """A fresh PBX call id (``${UNIQUEID}``)."""
+        return f"{self._prefix}{next(self._ids):05d}"
+
+    def originate(self, ext_a: str, ext_b: str, *, timeout: float = 30.0,
+                  caller_id: str | None = None) -> Deferred:
+        """Ring ``ext_a``; when it answers dial ``ext_b`` and bridge (Asterisk's Originate).
+
+        Fires with the call id once A is being rung; fails with LookupError when A is
+        not reachable or no dialplan is configured."""
+        if self.sessions is None:
+            from twisted.internet.defer import fail
+
+            return fail(LookupError("originate needs the dialplan"))
+        return self.sessions.originate(ext_a, ext_b, timeout=timeout, caller_id=caller_id)
+
     def _new_call(self, request: Any, txn: Any) -> Deferred:
+        if self.sessions is not None:
+            return maybeDeferred(self._new_session, request, txn)
+
         async def run() -> None:
             routed = await self._route(request, txn)
             if routed is None or txn.done or txn.last_response is not None and \
                     txn.last_response.status >= 200:
                 return
             caller, dialled, name, targets = routed
-            call_id = f"{self._prefix}{next(self._ids):05d}"
-            call = Call(call_id, self.deps, txn, caller, dialled, name, self._call_ended)
-            call.on_all_legs_gone = self._call_gone
+            call_id = self.new_call_id()
+            call = Call(call_id, self.deps, txn, caller, dialled, name, self.call_ended)
+            call.on_all_legs_gone = self.call_gone
             self.calls[call_id] = call
             call.start(targets)
 
         return Deferred.fromCoroutine(run())
 
-    def _call_ended(self, call: Call) -> None:
+    def call_ended(self, call: Any) -> None:
+        """A call (or session) ended: write its CDR."""
         self.cdrs.write(build_cdr(call))
 
-    def _call_gone(self, call: Call) -> None:
+    def call_gone(self, call: Any) -> None:
+        """Every leg of an ended call is gone: forget it."""
         if call.state.value == "ENDED":
             self.calls.pop(call.id, None)
 

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from pbxd.sdp.negotiate import (
+    answer_for,
     audio_stream,
     is_hold,
     negotiated_codec,
@@ -30,7 +31,10 @@ from pbxd.sdp.session import Origin, SDPParseError, SessionDescription
 
 SDP = "application/sdp"
 
-__all__ = ["SDP", "LegSdp", "SDPParseError", "parse_sdp"]
+__all__ = ["G711", "SDP", "LegSdp", "SDPParseError", "parse_sdp"]
+
+G711 = [("PCMU", 8000), ("PCMA", 8000)]
+"""The codecs the PBX terminates itself (prompts, recording, echo, ringback), preferred first."""
 
 
 def parse_sdp(message: Any) -> SessionDescription | None:
@@ -74,6 +78,33 @@ class LegSdp:
         """The other leg's ``sdp`` rewritten for this phone (our address and port)."""
         out = rewrite_for_leg(sdp, self.address, self.media.port if not self.media.closed else 0,
                               origin=self.origin)
+        return self._sent(out)
+
+    def answer(self, offer: SessionDescription) -> bytes:
+        """Our own answer to the phone's ``offer`` (G.711 on our port), for media the PBX
+        terminates; raises ValueError when the offer has no G.711."""
+        out = answer_for(offer, G711, self.address,
+                         self.media.port if not self.media.closed else 0, origin=self.origin)
+        stream = audio_stream(out)
+        if stream is None:
+            raise ValueError("no G.711 codec in the offer")
+        _keep_first_codec(stream)
+        return self._sent(out)
+
+    def offer(self) -> bytes:
+        """Our own offer (PCMU, PCMA, telephone-event) for a call the PBX originates."""
+        port = self.media.port if not self.media.closed else 0
+        ip = "IP6" if ":" in self.address else "IP4"
+        text = ("v=0\r\n" f"o=pbxd 0 0 IN {ip} {self.address}\r\n" "s=pbxd\r\n"
+                f"c=IN {ip} {self.address}\r\n" "t=0 0\r\n"
+                f"m=audio {port} RTP/AVP 0 8 101\r\n" "a=rtpmap:0 PCMU/8000\r\n"
+                "a=rtpmap:8 PCMA/8000\r\n" "a=rtpmap:101 telephone-event/8000\r\n"
+                "a=fmtp:101 0-16\r\n" "a=ptime:20\r\n" "a=sendrecv\r\n")
+        sdp = SessionDescription.parse(text)
+        sdp.origin = replace(self.origin)
+        return self._sent(sdp)
+
+    def _sent(self, out: SessionDescription) -> bytes:
         if self.last_sent is not None and _same_content(out, self.last_sent):
             return self.last_body
         if self.last_sent is not None:
@@ -100,6 +131,18 @@ class LegSdp:
         if telephone_event_pt(remote) is not None:
             names.append("telephone-event")
         return names
+
+
+def _keep_first_codec(stream: Any) -> None:
+    """Answer with one codec (plus telephone-event): what the PBX plays and records."""
+    rtpmap = stream.rtpmap
+    audio = [pt for pt in stream.payload_types if rtpmap.get(pt, ("",))[0].lower()
+             != "telephone-event"]
+    drop = {str(pt) for pt in audio[1:]}
+    stream.formats = [f for f in stream.formats if f not in drop]
+    stream.attributes = [(name, value) for name, value in stream.attributes
+                         if name not in ("rtpmap", "fmtp") or (value or "").split(" ", 1)[0]
+                         not in drop]
 
 
 def _same_content(a: SessionDescription, b: SessionDescription) -> bool:

@@ -1,0 +1,157 @@
+"""Dialling and bridging for a dialplan :class:`~pbxd.calls.session.Session` (layer 4).
+
+Split from the session to keep modules small: :class:`Dialling` is the part
+of the session that owns its current :class:`~pbxd.calls.dialer.Dialer`
+(ring-back while it rings, the callee's early media, the bridge on answer,
+the status when it ends) and the bridge with another session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+
+from pbxd.calls.call import CallState, Target
+from pbxd.calls.dialer import Dialer
+from pbxd.calls.leg import Leg
+from pbxd.calls.relaying import relay_request
+from pbxd.rtp.relay import bridge, unbridge
+from pbxd.rtp.sources import ToneSource
+
+__all__ = ["Dialling"]
+
+
+class Dialling:
+    """Mixin of :class:`~pbxd.calls.session.Session`: its dials and bridges."""
+
+    # provided by Session
+    id: str
+    deps: Any
+    a: Any
+    a_sdp: Any
+    caller: str
+    caller_name: str | None
+    state: CallState
+    forks: list[Leg]
+    winner: Leg | None
+    dialer: Dialer | None
+    peer: Any
+    player: Any
+    media_counters: dict[str, Any]
+    _dial_result: Deferred[str] | None
+    on_dial_answered: Callable[[], None] | None
+    media: Any
+    ended: bool
+    answered: bool
+    bridged: bool
+    log: Any
+
+    def stop_playing(self, reason: str = "stopped") -> None:  # pragma: no cover - Session
+        raise NotImplementedError
+
+    def early_media(self) -> None:  # pragma: no cover - Session
+        raise NotImplementedError
+
+    def answer(self) -> None:  # pragma: no cover - Session
+        raise NotImplementedError
+
+    def b_offer(self) -> Any:  # pragma: no cover - Session
+        raise NotImplementedError
+
+    # -- dialling ---------------------------------------------------------------
+
+    def dial(self, targets: list[Target], timeout: float,
+             on_answer: Callable[[], None] | None = None) -> Deferred[str]:
+        """Ring ``targets``; fires with the dial status when ringing fails or the bridge ends
+        (``on_answer`` is called when a callee answers)."""
+        d: Deferred[str] = Deferred()
+        if self.ended:
+            return succeed("CANCEL")
+        if not targets:
+            return succeed("CHANUNAVAIL")
+        display = f'"{self.caller_name}" ' if self.caller_name else ""
+        from_ = f"{display}<sip:{self.caller}@{self.deps.realm}>"
+        n = len(self.forks) + 1
+        dialer = Dialer(self, self.deps, f"{self.id}-b{n}.", targets, self.b_offer(),
+                        from_, timeout)
+        self.on_dial_answered = on_answer
+        self.dialer, self._dial_result = dialer, d
+        self.stop_playing()
+        self.early_media()
+        self.player.play(ToneSource("ringback"))
+        if not dialer.start():
+            self._dial_done(dialer, "CHANUNAVAIL")
+        else:
+            self.forks.extend(dialer.forks)
+        return d
+
+    def dial_progress(self, dialer: Dialer, early_media: bool) -> None:
+        """A callee rings: with early media the caller now hears it instead of our ring-back."""
+        if dialer is self.dialer and early_media and not self.bridged:
+            self.stop_playing()
+            bridge(self.media, dialer.media)
+
+    def dial_answered(self, dialer: Dialer) -> None:
+        """A callee answered: stop the ring-back, bridge, answer the caller if not yet."""
+        if dialer is not self.dialer:
+            return
+        self.stop_playing()
+        if self.media.peer is not dialer.media:
+            if self.media.peer is not None:
+                unbridge(self.media, self.media.peer)
+            bridge(self.media, dialer.media)
+        self.winner = dialer.winner
+        if self.state is CallState.RINGING:
+            self.answer()
+        if self.on_dial_answered is not None:
+            self.on_dial_answered()
+
+    def dial_failed(self, dialer: Dialer, status: str) -> None:
+        """Ringing ended without an answer."""
+        self._dial_done(dialer, status)
+
+    def bridge_ended(self, dialer: Dialer, cause: str) -> None:
+        """The bridged callee hung up: the caller goes on in the dialplan."""
+        self._dial_done(dialer, "ANSWER", cause)
+
+    def b_request(self, dialer: Dialer, leg: Leg, request: Any, txn: Any) -> None:
+        """re-INVITE/UPDATE/INFO from the bridged callee: relay it to the caller."""
+        if self.ended or not self.answered:
+            leg.answer_request(txn, 481)
+            return
+        relay_request(leg, self.a, dialer.sdp, self.a_sdp, request, txn)
+
+    def _dial_done(self, dialer: Dialer, status: str, cause: str = "normal") -> None:
+        if dialer is not self.dialer:
+            return
+        media = self.media
+        if media is not None and dialer.media is not None and media.peer is dialer.media:
+            unbridge(media, dialer.media)
+        dialer.close(cause)
+        self.media_counters[dialer.name.rstrip(".")] = dialer.counters
+        self.stop_playing()
+        self.dialer, d = None, self._dial_result
+        self.on_dial_answered = None
+        self._dial_result = None
+        if d is not None and not d.called:
+            d.callback(status)
+
+    # -- bridging with another session -------------------------------------------
+
+    def bridge_with(self, other: Any) -> None:
+        """Relay this caller's media with ``other``'s caller (both answered)."""
+        self.stop_playing()
+        other.stop_playing()
+        self.peer, other.peer = other, self
+        bridge(self.media, other.media)
+
+    def unbridge_peer(self) -> None:
+        """Stop relaying with the session given to :meth:`bridge_with`."""
+        other, self.peer = self.peer, None
+        if other is not None:
+            other.peer = None
+            if self.media is not None and other.media is not None:
+                unbridge(self.media, other.media)
+
