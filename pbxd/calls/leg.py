@@ -21,6 +21,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from pbxd import debuglog
 from pbxd.errors import PBXError
 from pbxd.sip.message import make_response
 
@@ -134,7 +135,7 @@ class Leg:
                           event=event, state=self.state)
             raise IllegalTransition(f"{self.id}: {event} in {self.state}")
         old, self.state = self.state, new
-        if new is not old:
+        if new is not old and debuglog.ENABLED:
             self.log.debug("leg {leg}: {old} -> {new} on {event}", leg=self.id,
                            old=old, new=new, event=event)
         if new is LegState.TERMINATED and old is not LegState.TERMINATED:

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 from twisted.logger import Logger
 
+from pbxd import debuglog
+
 MAGIC_COOKIE = "z9hG4bK"
 """RFC 3261 §8.1.1.7: branches starting with this are globally unique."""
 
@@ -196,7 +198,8 @@ class TransactionBase:
         on_removed, self._on_removed = self._on_removed, None
         if on_removed is not None:
             on_removed(self)
-        self.log.debug("{txn} {method} terminated", txn=self.id, method=self.method)
+        if debuglog.ENABLED:
+            self.log.debug("{txn} {method} terminated", txn=self.id, method=self.method)
         return True
 
     @staticmethod
