@@ -4,6 +4,11 @@ RTP goes on an even port and RTCP on the next odd one (RFC 3550 section 11).
 A pair is handed out round-robin over the range so a just-released port is
 not reused at once (late packets of the old call then land nowhere), and is
 skipped when the operating system refuses to bind it.
+
+Given a real reactor's ``listenUDP``, the pairs are bound as
+:class:`QuietUDPPort`: Twisted's UDP port logs a "starting on PORT" and a
+"(UDP Port PORT Closed)" line for every socket, eight lines per anchored
+call, which cost more CPU than the call's signalling.
 """
 
 from __future__ import annotations
@@ -12,11 +17,54 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.internet import base, udp
 from twisted.internet.error import CannotListenError
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import Logger
 
 ListenUDP = Callable[[int, Any, str], Any]
 """``listen_udp(port, protocol, interface) -> IListeningPort`` (``reactor.listenUDP``)."""
+
+
+class QuietUDPPort(udp.Port):
+    """``twisted.internet.udp.Port`` without its per-socket start and close log lines."""
+
+    def _bindSocket(self) -> None:
+        try:
+            skt = self.createInternetSocket()
+            skt.bind((self.interface, self.port))
+        except OSError as le:
+            raise CannotListenError(self.interface, self.port, le) from le
+        self._realPortNumber = skt.getsockname()[1]
+        self.connected = 1
+        self.socket = skt
+        self.fileno = self.socket.fileno
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self._realPortNumber = None
+        self.maxThroughput = -1
+        base.BasePort.connectionLost(self, reason)
+        self.protocol.doStop()
+        self.socket.close()
+        del self.socket
+        del self.fileno
+        if hasattr(self, "d"):
+            self.d.callback(None)
+            del self.d
+
+
+def quiet(listen_udp: ListenUDP) -> ListenUDP:
+    """``listen_udp`` itself, or a quiet equivalent when it is a POSIX reactor's ``listenUDP``."""
+    reactor = getattr(listen_udp, "__self__", None)
+    if not isinstance(reactor, PosixReactorBase) or listen_udp.__name__ != "listenUDP":
+        return listen_udp
+
+    def listen(port: int, protocol: Any, interface: str = "") -> Any:
+        listener = QuietUDPPort(port, protocol, interface, reactor=reactor)
+        listener.startListening()
+        return listener
+
+    return listen
 
 
 class PortsExhausted(Exception):
@@ -53,7 +101,7 @@ class PortAllocator:
             low += 1
         if high - low < 1:
             raise ValueError(f"port range {low}-{high} holds no RTP/RTCP pair")
-        self._listen = listen_udp
+        self._listen = quiet(listen_udp)
         self.address = address
         self.low = low
         self.high = high
