@@ -295,6 +295,7 @@ def _calls(value: Any) -> CallsConfig:
     return CallsConfig(
         no_answer_timeout=s.get("no_answer_timeout", v.duration, d.no_answer_timeout),
         max_forwards=s.get("max_forwards", v.integer, d.max_forwards, low=1, high=255),
+        drain_time=s.get("drain_time", v.duration, d.drain_time, positive=False),
     )
 
 

@@ -161,6 +161,7 @@ class CallsConfig:
 
     no_answer_timeout: float = 30.0
     max_forwards: int = 70
+    drain_time: float = 10.0  # seconds calls may go on after SIGTERM before BYE (0: none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,7 @@ def listener_service(
         protocol = SIPDatagramProtocol(stack.controller, reactor, max_message_size=max_size,
                                        max_headers=config.limits.max_headers,
                                        max_header_length=config.limits.max_header_length)
+        protocol.metrics = getattr(stack, "metrics", None)
         stack.udp.append(protocol)
         return UDPListener(reactor, spec, protocol)
     factory = SIPStreamFactory(
@@ -68,6 +69,7 @@ def listener_service(
         limiter=stack.limiter,
         **stream_limits(config),
     )
+    factory.metrics = getattr(stack, "metrics", None)
     if spec.transport == "TLS" and not spec.endpoint.startswith("ssl:"):
         endpoint = endpoints.SSL4ServerEndpoint(
             reactor, spec.port, tls, interface=spec.interface or ""
@@ -77,12 +79,13 @@ def listener_service(
     return StreamListener(reactor, spec, endpoint, factory)
 
 
-def _listen_failed(reactor: Any, spec: ListenSpec, error: Any) -> None:
-    """A listener could not bind: say so and stop the server."""
+def _listen_failed(reactor: Any, spec: ListenSpec, error: Any, fatal: bool = True) -> None:
+    """A listener could not bind: say so and stop the server (unless opened by a reload)."""
     log.critical(
         "SIP cannot listen on {endpoint}: {error}", endpoint=spec.endpoint, error=error
     )
-    reactor.callLater(0, stop_reactor, reactor)
+    if fatal:
+        reactor.callLater(0, stop_reactor, reactor)
 
 
 def stop_reactor(reactor: Any) -> None:
@@ -112,6 +115,7 @@ class UDPListener(Service):
         self.protocol = protocol
         self.port: Any = None
         self.ready: Any = None
+        self.fatal = True  # a failed listen stops the server (False for reload's listeners)
 
     def startService(self) -> None:
         """Listen once the state is restored."""
@@ -130,7 +134,7 @@ class UDPListener(Service):
                 maxPacketSize=UDP_MAX_PACKET,
             )
         except Exception as e:
-            _listen_failed(self.reactor, self.spec, e)
+            _listen_failed(self.reactor, self.spec, e, self.fatal)
             return
         host = self.port.getHost()
         log.info("SIP listening on {transport} {host}:{port}", transport="UDP",
@@ -155,6 +159,7 @@ class StreamListener(Service):
         self.factory = factory
         self.port: Any = None
         self.ready: Any = None
+        self.fatal = True  # a failed listen stops the server (False for reload's listeners)
 
     def startService(self) -> None:
         """Listen once the state is restored."""
@@ -166,7 +171,8 @@ class StreamListener(Service):
         if not self.running:
             return
         d = self.endpoint.listen(self.factory)
-        d.addCallbacks(self._listening, lambda f: _listen_failed(self.reactor, self.spec, f.value))
+        d.addCallbacks(self._listening,
+                       lambda f: _listen_failed(self.reactor, self.spec, f.value, self.fatal))
 
     def _listening(self, port: Any) -> None:
         self.port = port
@@ -196,6 +202,7 @@ class HTTPListener(Service):
         self.site = site
         self.port: Any = None
         self.ready: Any = None
+        self.fatal = True  # a failed listen stops the server (False for reload's listeners)
         self.setName("admin")
 
     def startService(self) -> None:
@@ -217,7 +224,8 @@ class HTTPListener(Service):
     def _failed(self, failure: Any) -> None:
         log.critical("admin API cannot listen on {endpoint}: {error}",
                      endpoint=self.description, error=failure.value)
-        self.reactor.callLater(0, stop_reactor, self.reactor)
+        if self.fatal:
+            self.reactor.callLater(0, stop_reactor, self.reactor)
 
     def stopService(self) -> Deferred | None:
         """Stop accepting requests."""

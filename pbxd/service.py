@@ -34,7 +34,9 @@ from pbxd.auth.checker import ExtensionChecker
 from pbxd.auth.realm import ExtensionRealm
 from pbxd.auth.sipauth import SIPAuthenticator
 from pbxd.configschema import Config
-from pbxd.listeners import HTTPListener, build_tls, listener_service, stop_reactor
+from pbxd.listeners import HTTPListener, stop_reactor
+from pbxd.reload import ListenerSet, Reloader, ReloadService, register_hooks
+from pbxd.shutdown import Drainer, PBXService
 from pbxd.sip.controller import SIPController
 from pbxd.sip.digest import NonceCounter, NonceSource
 from pbxd.sip.location import LocationService
@@ -54,9 +56,12 @@ from pbxd.store.db import Database, open_database
 from pbxd.store.extensions import ConfigExtensionStore
 from pbxd.store.extensions_db import SQLiteExtensionStore
 from pbxd.store.location import SQLiteLocationStore
+from pbxd.web import calls as calls_api
+from pbxd.web import reload as reload_api
 from pbxd.web.metrics import LoopLagMonitor, Metrics
 from pbxd.wiring_dialplan import connect_calls as _connect_calls
 from pbxd.wiring_dialplan import make_calls as _make_calls
+from pbxd.wiring_voicemail import install_features
 
 log = Logger()
 
@@ -74,6 +79,7 @@ class SIPStack:
     authenticator: SIPAuthenticator | None
     udp: list[SIPDatagramProtocol] = field(default_factory=list)
     limiter: ConnectionLimiter = field(default_factory=ConnectionLimiter)  # limits.max_connections*
+    metrics: Any = None  # pbxd.web.metrics.Metrics: transports count what they send
     overload: OverloadGuard | None = None  # limits.overload
     tls: Any = None  # the ReloadableContextFactory of tls: listeners (reload_certificate())
 
@@ -84,12 +90,13 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
     ``database`` (a :class:`pbxd.store.db.Database`) replaces the one opened from
     ``store.url``: tests pass one over a synchronous pool.
     """
+    uses_global_reactor = reactor is None
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
     state_dir = prepare_state_dir(config.pbx.state_dir)
-    top = MultiService()
+    top = PBXService()
     top.setName("pbxd")
 
     stores = build_stores(config, reactor, database)
@@ -113,20 +120,29 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
         request_handler=calls,
     )
     _connect_calls(calls, stack, config, reactor)
+    install_features(config, reactor, parent=state, database=stores.database,
+                     extensions=extensions, bans=bans,
+                     location=registrar.location, calls=calls, stack=stack,
+                     state_dir=state_dir)
+    wire_metrics(metrics, stack, calls)
     SIPStackService(stack).setServiceParent(state)
 
-    tls = None
-    for spec in config.sip.listen:
-        if spec.transport == "TLS" and not spec.endpoint.startswith("ssl:") and tls is None:
-            tls = stack.tls = build_tls(config, state_dir)
-        listener = listener_service(spec, stack, reactor, config, tls)
-        listener.ready = state.ready
-        listener.setServiceParent(state)
-    admin = build_admin(config, reactor, stores=stores, location=registrar.location,
-                        bans=bans, metrics=metrics)
-    if admin is not None:
-        admin.ready = state.ready
-        admin.setServiceParent(state)
+    listeners = ListenerSet(state, stack, reactor, state_dir)
+    listeners.open(config)
+    reloader = top.reloader = Reloader(config)  # more parts: reloader.register(name, apply)
+    admin = build_admin(config, reactor, stores=stores, location=registrar.location, bans=bans,
+                        metrics=metrics, extra_routes=[
+                            *calls_api.routes(calls, stores.audit, stores.extensions),
+                            *reload_api.routes(reloader, stores.audit)])
+    listeners.set_admin(admin)
+    top.drainer = Drainer(reactor, count_calls=lambda: len(calls.active_calls()),
+                          refuse_new=lambda reason: _refuse(stack, reloader, reason),
+                          drain_time=config.calls.drain_time)
+    register_hooks(reloader, stores=stores, bans=bans, stack=stack, listeners=listeners,
+                   site=admin.site if admin is not None else None, calls=calls,
+                   drainer=top.drainer, make_authenticator=lambda new: _new_authenticator(
+                       new, reactor, stack, extensions, metrics))
+    ReloadService(reloader, reactor, signals=uses_global_reactor).setServiceParent(state)
     calls.setServiceParent(state)  # last child: stopped first, BYEs go out while listeners are up
     return top
 
@@ -134,8 +150,35 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
 # -- calls and the dialplan: pbxd/wiring_dialplan.py -------------------------------
 
 
+def wire_metrics(metrics: Any, stack: SIPStack, calls: Any) -> None:
+    """Point the counting parts at ``metrics`` (listeners read ``stack.metrics``)."""
+    stack.metrics = metrics
+    for part in (stack.controller, stack.transactions, stack.bans, stack.authenticator,
+                 calls.cdrs):
+        if part is not None:
+            part.metrics = metrics
+    metrics.watch("active_calls", lambda: len(calls.active_calls()))
+    metrics.watch("transactions", lambda: len(stack.transactions))
+
+
+def _refuse(stack: SIPStack, reloader: Any, reason: str) -> None:
+    """Shutdown: new INVITEs get 503 + Retry-After, reloads are refused."""
+    stack.controller.draining = reason
+    reloader.refusal = reason
+
+
+def _new_authenticator(config: Config, reactor: Any, stack: SIPStack, extensions: Any,
+                       metrics: Any) -> Any:
+    """A SIPAuthenticator for a reload that turns require_authentication on."""
+    auth = build_authenticator(config, reactor, stack.bans, extensions)
+    if auth is not None:
+        auth.metrics = metrics
+    return auth
+
+
 def build_admin(
-    config: Config, reactor: Any, *, stores: Stores, location: Any, bans: Any, metrics: Any
+    config: Config, reactor: Any, *, stores: Stores, location: Any, bans: Any, metrics: Any,
+    extra_routes: Any = (),
 ) -> Service | None:
     """The admin API listener (``admin.listen``), or None when it is null."""
     if config.admin.listen is None:
@@ -145,7 +188,7 @@ def build_admin(
     site = make_admin_site(
         tokens=config.admin.tokens, clock=reactor, location=location, bans=bans,
         extensions=stores.extensions, cdr_store=stores.cdr, audit_store=stores.audit,
-        metrics=metrics,
+        metrics=metrics, extra_routes=extra_routes,
     )
     endpoint = endpoints.serverFromString(reactor, config.admin.listen)
     return HTTPListener(reactor, config.admin.listen, endpoint, site)

@@ -50,6 +50,7 @@ class BanList:
     """
 
     log = Logger()
+    metrics: Any = None  # a pbxd.web.metrics.Metrics (ban_added), set by composition
 
     def __init__(
         self,
@@ -200,6 +201,8 @@ class BanList:
         self.log.warn(
             "banned {source} for {seconds}s: {reason}", source=ip, seconds=seconds, reason=reason
         )
+        if self.metrics is not None:
+            self.metrics.ban_added()
         if self.store is not None:
             self._stored(self.store.save(ip, until, reason), "save", ip)
         return True

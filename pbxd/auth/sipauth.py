@@ -235,7 +235,11 @@ class SIPAuthenticator:
         )
         return credentials, nc
 
+    metrics: Any = None  # a pbxd.web.metrics.Metrics (auth_failure), set by composition
+
     def _failed(self, ip: str, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.auth_failure("sip")
         if self.bans is not None:
             self.bans.record_failure(ip, reason)
         else:

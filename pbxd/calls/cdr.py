@@ -67,10 +67,19 @@ def _sip_call_id(leg: Any) -> str | None:
     return message.call_id if message is not None else getattr(leg, "call_id", None)
 
 
+def count_call(metrics: Any, record: dict[str, Any]) -> None:
+    """Count an ended call by disposition, and its RTP relayed and lost, in ``metrics``."""
+    metrics.call_ended(str(record.get("disposition") or "FAILED").lower().replace(" ", "_"))
+    legs = [c for c in (record.get("media") or {}).values() if isinstance(c, dict)]
+    metrics.rtp(relayed=sum(int(c.get("packets_out", 0)) for c in legs),
+                lost=sum(max(0, int(c.get("lost", 0))) for c in legs))
+
+
 class CDRWriter:
     """Writes CDRs through an ICDRStore; :meth:`flush` waits for those in flight."""
 
     log = Logger()
+    metrics: Any = None  # a pbxd.web.metrics.Metrics (call_ended, rtp), set by composition
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -80,6 +89,8 @@ class CDRWriter:
 
     def write(self, record: dict[str, Any]) -> Deferred:
         """Start writing ``record``; the Deferred never fails (errors are logged)."""
+        if self.metrics is not None:
+            count_call(self.metrics, record)
         if self.store is None:
             self.written += 1
             return succeed(None)

@@ -79,6 +79,7 @@ class SIPController:
     """
 
     log = Logger()
+    metrics: Any = None  # a pbxd.web.metrics.Metrics (sip_received), set by the composition root
 
     def __init__(
         self,
@@ -123,6 +124,7 @@ class SIPController:
         self.overload = overload
         self.retry_after = getattr(overload, "retry_after", retry_after)
         self._txn_counts: dict[str, int] = {}
+        self.draining: str | None = None  # set at shutdown: new INVITEs get 503 + Retry-After
         previous = getattr(transactions, "on_server_terminated", None)
         if hasattr(transactions, "on_server_terminated"):
             transactions.on_server_terminated = (
@@ -136,6 +138,8 @@ class SIPController:
         try:
             if not self.allowMessage(source):
                 return
+            if self.metrics is not None:
+                self.metrics.sip_received(message)
             if getattr(message, "method", None) is None:
                 self._response(message, transport, source)
             elif message.method == "ACK":
@@ -360,7 +364,9 @@ class SIPController:
             return False
 
     def _refuse_new_call(self, request: Any, source: Address) -> str | None:
-        """Why a new INVITE gets 503 now (overload, call rate, dialogs per source), or None."""
+        """Why a new INVITE gets 503 now (draining, overload, call rate, dialogs per source)."""
+        if self.draining:
+            return self.draining
         if self.overload is not None:
             counts = self.authenticator is None or any(
                 request.get(h) is not None for h in ("Authorization", "Proxy-Authorization")

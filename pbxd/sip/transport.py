@@ -95,6 +95,7 @@ class SIPDatagramProtocol(DatagramProtocol):
     secure = False
     connected = True
     peer = None
+    metrics: Any = None  # a pbxd.web.metrics.Metrics (sip_sent), set by the composition root
 
     def __init__(
         self,
@@ -162,6 +163,8 @@ class SIPDatagramProtocol(DatagramProtocol):
         except Exception as e:
             self.log.warn("UDP send to {address} failed: {error}", address=address, error=e)
             return False
+        if self.metrics is not None:
+            self.metrics.sip_sent(data)
         return True
 
 
@@ -281,6 +284,8 @@ class SIPStreamProtocol(Protocol):
         except Exception as e:
             self.log.warn("Send to {peer} failed: {error}", peer=self.peer, error=e)
             return False
+        if self.factory.metrics is not None:
+            self.factory.metrics.sip_sent(data)
         return True
 
     def connectionLost(self, reason: Failure | None = None) -> None:
@@ -306,6 +311,7 @@ class SIPStreamFactory(Factory):
     """Builds a :class:`SIPStreamProtocol` per TCP or TLS connection (in or out)."""
 
     noisy = False
+    metrics: Any = None  # a pbxd.web.metrics.Metrics (sip_sent), set by the composition root
 
     def __init__(
         self,

@@ -32,6 +32,20 @@ from pbxd.web.resources import APIError, JSONError
 __all__ = ["Metrics", "LoopLagMonitor", "MetricsPage", "metrics_resource"]
 
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: Method labels kept as they are; anything else is counted as "other" (a flood of
+#: made-up methods must not create unbounded label sets).
+SIP_METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE", "PRACK",
+    "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
+})
+
+
+def _method_label(method: str) -> str:
+    return method if method in SIP_METHODS else "other"
+
+
+def _status_label(status: int | None) -> str:
+    return "" if status is None or not 100 <= status <= 699 else str(status)
 
 
 class Metrics:
@@ -85,7 +99,34 @@ class Metrics:
 
     def sip_message(self, direction: str, method: str, status: int | None = None) -> None:
         """Count one SIP message; ``direction`` is 'in' or 'out', ``status`` None for requests."""
-        self.sip_messages.labels(direction, method, "" if status is None else str(status)).inc()
+        self.sip_messages.labels(direction, _method_label(method), _status_label(status)).inc()
+
+    def sip_received(self, message: Any) -> None:
+        """Count one parsed incoming request or response (the controller calls this)."""
+        method = getattr(message, "method", None)
+        if method is not None:
+            self.sip_message("in", method)
+            return
+        try:
+            method = message.cseq.method
+        except Exception:
+            method = "other"
+        self.sip_message("in", method, getattr(message, "status", None))
+
+    def sip_sent(self, data: bytes) -> None:
+        """Count one serialized outgoing message (the transports call this on send)."""
+        if data.startswith(b"SIP/2.0 "):
+            try:
+                status: int | None = int(data[8:11])
+            except ValueError:
+                status = None
+            start = data.find(b"\r\nCSeq:")
+            end = data.find(b"\r\n", start + 7) if start >= 0 else -1
+            fields = data[start + 7:end].split() if end > 0 else []
+            method = fields[-1].decode("ascii", "replace") if fields else "other"
+            self.sip_message("out", method, status)
+        else:
+            self.sip_message("out", data[:data.find(b" ")].decode("ascii", "replace"))
 
     def transaction(self, kind: str) -> None:
         """Count one new transaction ('client' or 'server')."""

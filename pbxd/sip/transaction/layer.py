@@ -89,6 +89,7 @@ class TransactionLayer:
         self._legacy: dict[tuple[Any, ...], ServerTransaction] = {}
         self._server_keys: dict[str, tuple[str, Any, str]] = {}
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
+        self.metrics: Any = None  # pbxd.web.metrics.Metrics (transaction), set by composition
 
     def __len__(self) -> int:
         """Live transactions, client and server."""
@@ -121,6 +122,8 @@ class TransactionLayer:
                                 on_removed=self._server_removed)
         self._servers[txn.id] = txn
         self._index_server(txn)
+        if self.metrics is not None:
+            self.metrics.transaction("server")
         txn.start()
         return txn
 
@@ -232,6 +235,8 @@ class TransactionLayer:
                                 on_response=on_response, on_timeout=on_timeout,
                                 on_removed=self._client_removed)
         self._clients[key] = txn
+        if self.metrics is not None:
+            self.metrics.transaction("client")
         if request.method == "CANCEL":
             invite = self._clients.get((via.branch, "INVITE"))
             if invite is not None:
