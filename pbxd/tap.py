@@ -40,4 +40,19 @@ def makeService(options: Options) -> Any:
     """The server's ``MultiService`` for the loaded configuration."""
     from pbxd.service import make_service
 
-    return make_service(options.loaded)
+    service = make_service(options.loaded)
+    freeze_startup_objects()
+    return service
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now (modules, configuration, the built server) to the
+    garbage collector's permanent generation.
+
+    They live as long as the process, yet each full collection would walk them all
+    again: under call load that was about a tenth of pbxd's CPU time.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
