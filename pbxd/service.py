@@ -62,6 +62,7 @@ from pbxd.web.metrics import LoopLagMonitor, Metrics
 from pbxd.wiring_dialplan import connect_calls as _connect_calls
 from pbxd.wiring_dialplan import make_calls as _make_calls
 from pbxd.wiring_voicemail import install_features
+from pbxd.wiring_voicemail import install_features
 
 log = Logger()
 
@@ -120,6 +121,10 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
         request_handler=calls,
     )
     _connect_calls(calls, stack, config, reactor)
+    install_features(config, reactor, parent=state, database=stores.database,
+                     extensions=extensions, bans=bans,
+                     location=registrar.location, calls=calls, stack=stack,
+                     state_dir=state_dir)
     install_features(config, reactor, parent=state, database=stores.database,
                      extensions=extensions, bans=bans,
                      location=registrar.location, calls=calls, stack=stack,
