@@ -333,3 +333,18 @@ def apply_security(new: Config, bans: Any, stack: Any,
         auth.algorithms = tuple(canonical_algorithm(a) for a in s.digest_algorithms)
         auth.nonces.lifetime = s.nonce_lifetime
     stack.controller.authenticator = auth
+
+
+def register_dialplan(reloader: Reloader, seam: Any, compile_dialplan: Callable[[Config], Any]
+                      ) -> None:
+    """The dialplan hook: compile in the check step (a bad rule refuses the whole reload),
+    then ``seam.replace(compiled)``: new calls use it, calls in progress keep theirs."""
+    pending: dict[str, Any] = {}
+
+    def check(new: Config) -> None:
+        pending["dialplan"] = compile_dialplan(new)
+
+    def apply(new: Config, old: Config) -> None:
+        seam.replace(pending.pop("dialplan"))
+
+    reloader.register("dialplan", apply, check=check, sections=("dialplan", "plugins"))

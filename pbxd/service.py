@@ -35,7 +35,7 @@ from pbxd.auth.realm import ExtensionRealm
 from pbxd.auth.sipauth import SIPAuthenticator
 from pbxd.configschema import Config
 from pbxd.listeners import HTTPListener, stop_reactor
-from pbxd.reload import ListenerSet, Reloader, ReloadService, register_hooks
+from pbxd.reload import ListenerSet, Reloader, ReloadService, register_dialplan, register_hooks
 from pbxd.shutdown import Drainer, PBXService
 from pbxd.sip.controller import SIPController
 from pbxd.sip.digest import NonceCounter, NonceSource
@@ -59,9 +59,9 @@ from pbxd.store.location import SQLiteLocationStore
 from pbxd.web import calls as calls_api
 from pbxd.web import reload as reload_api
 from pbxd.web.metrics import LoopLagMonitor, Metrics
+from pbxd.wiring_dialplan import compile_dialplan
 from pbxd.wiring_dialplan import connect_calls as _connect_calls
 from pbxd.wiring_dialplan import make_calls as _make_calls
-from pbxd.wiring_voicemail import install_features
 from pbxd.wiring_voicemail import install_features
 
 log = Logger()
@@ -125,10 +125,6 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
                      extensions=extensions, bans=bans,
                      location=registrar.location, calls=calls, stack=stack,
                      state_dir=state_dir)
-    install_features(config, reactor, parent=state, database=stores.database,
-                     extensions=extensions, bans=bans,
-                     location=registrar.location, calls=calls, stack=stack,
-                     state_dir=state_dir)
     wire_metrics(metrics, stack, calls)
     SIPStackService(stack).setServiceParent(state)
 
@@ -147,6 +143,8 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
                    site=admin.site if admin is not None else None, calls=calls,
                    drainer=top.drainer, make_authenticator=lambda new: _new_authenticator(
                        new, reactor, stack, extensions, metrics))
+    if getattr(calls, "sessions", None) is not None:
+        register_dialplan(reloader, calls.sessions.dialplan, compile_dialplan)
     ReloadService(reloader, reactor, signals=uses_global_reactor).setServiceParent(state)
     calls.setServiceParent(state)  # last child: stopped first, BYEs go out while listeners are up
     return top

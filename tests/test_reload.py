@@ -167,3 +167,26 @@ def test_sha256_token_form_is_accepted_after_reload(server):
                                        f"{{name: ops, sha256: {digest}}}"))
     fired(top.reloader.reload())
     assert api_status(top, "hashed-token-0123456789") == 200
+
+
+def test_dialplan_reload_swaps_it_for_new_calls_and_a_bad_rule_refuses_the_reload(server):
+    top, _, path = server
+    seam = state_of(top).getServiceNamed("calls").sessions.dialplan
+    assert seam.matches("default", "1000")
+    assert not seam.matches("default", "777")
+    Path(path).write_text(BASE + """dialplan:
+  default:
+    - match: "777"
+      do: [answer, echo]
+""")
+    result = fired(top.reloader.reload())
+    assert "dialplan" in result["applied"]
+    assert seam.matches("default", "777") and not seam.matches("default", "1000")
+    Path(path).write_text(BASE + """dialplan:
+  default:
+    - match: "888"
+      do: [dail]
+""")
+    with pytest.raises(ConfigError, match="dail"):
+        fired(top.reloader.reload())
+    assert seam.matches("default", "777")
