@@ -8,7 +8,10 @@ skipped when the operating system refuses to bind it.
 Given a real reactor's ``listenUDP``, the pairs are bound as
 :class:`QuietUDPPort`: Twisted's UDP port logs a "starting on PORT" and a
 "(UDP Port PORT Closed)" line for every socket, eight lines per anchored
-call, which cost more CPU than the call's signalling.
+call, which cost more CPU than the call's signalling; and its ``write``
+checks the destination is an IP literal of the socket's family on every
+datagram (two or three ``isIPAddress`` parses), which is most of the cost of
+relaying one RTP packet. :class:`QuietUDPPort` checks each destination once.
 """
 
 from __future__ import annotations
@@ -27,7 +30,21 @@ ListenUDP = Callable[[int, Any, str], Any]
 
 
 class QuietUDPPort(udp.Port):
-    """``twisted.internet.udp.Port`` without its per-socket start and close log lines."""
+    """``twisted.internet.udp.Port`` without its per-socket start and close log lines,
+    whose :meth:`write` validates a destination once rather than on every datagram."""
+
+    _checked: Any = None  # the last destination udp.Port.write accepted
+
+    def write(self, datagram: bytes, addr: Any = None) -> None:
+        """Send ``datagram`` to ``addr`` (errors as ``udp.Port.write``)."""
+        if addr is not None and addr == self._checked:
+            try:
+                self.socket.sendto(datagram, addr)
+                return
+            except OSError:
+                pass  # not sent: udp.Port.write retries and maps the error
+        udp.Port.write(self, datagram, addr)
+        self._checked = addr
 
     def _bindSocket(self) -> None:
         try:
