@@ -5,6 +5,7 @@ from __future__ import annotations
 from test_sip_controller import INVITE, OPTIONS, Handler, make_controller, receive
 from twisted.application.service import Service
 from twisted.internet import task
+from twisted.logger import capturedLogs
 
 from pbxd.shutdown import REASON, Drainer, PBXService
 
@@ -94,7 +95,10 @@ def test_draining_controller_answers_new_invites_503_with_retry_after():
     handler = Handler()
     controller, transport, _ = make_controller(request_handler=handler)
     controller.draining = REASON
-    receive(controller, transport, INVITE)
+    with capturedLogs() as events:
+        receive(controller, transport, INVITE)
+    (refusal,) = [e for e in events if "refused" in e.get("log_format", "")]
+    assert refusal["txn"] == "s1" and refusal["reason"] == REASON  # the id is in the line
     (response, _), = transport.sent
     assert response.status == 503
     assert response.get("Retry-After").startswith("5 ")

@@ -278,7 +278,8 @@ class SIPController:
         )
         if error is not None:
             self.log.info(
-                "{method} from {source} refused: {status} {reason}",
+                "{txn} {method} from {source} refused: {status} {reason}",
+                txn=getattr(txn, "id", None),
                 method=request.method,
                 source=source,
                 status=error.status,
@@ -290,7 +291,8 @@ class SIPController:
         if method == "INVITE" and not self._in_dialog_invite(request):
             refusal = self._refuse_new_call(request, source)
             if refusal is not None:
-                self.log.info("INVITE from {source} refused: {reason}", source=source, reason=refusal)
+                self.log.info("{txn} INVITE from {source} refused: {reason}",
+                              txn=getattr(txn, "id", None), source=source, reason=refusal)
                 self.respond(txn, self._unavailable(request, refusal))
                 return
         if method == "OPTIONS":

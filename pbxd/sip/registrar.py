@@ -156,7 +156,8 @@ class Registrar:
             save, remove = self._plan(request, aor, limit, transport, source)
         except _Reject as reject:
             self.log.info(
-                "REGISTER {aor} from {peer} refused: {status} {reason}",
+                "{txn} REGISTER {aor} from {peer} refused: {status} {reason}",
+                txn=getattr(txn, "id", None),
                 aor=aor,
                 peer=source,
                 status=reject.status,
@@ -171,7 +172,8 @@ class Registrar:
             now = self.clock.seconds()
             for b in save:
                 self.log.info(
-                    "REGISTER {aor}: {contact} for {expires}s via {transport} {peer}",
+                    "{txn} REGISTER {aor}: {contact} for {expires}s via {transport} {peer}",
+                    txn=getattr(txn, "id", None),
                     aor=aor,
                     contact=b.contact,
                     expires=b.expires_in(now),
@@ -179,7 +181,8 @@ class Registrar:
                     peer=source,
                 )
             for b in remove:
-                self.log.info("unregistered {aor}: {contact}", aor=aor, contact=b.contact)
+                self.log.info("{txn} unregistered {aor}: {contact}", txn=getattr(txn, "id", None),
+                              aor=aor, contact=b.contact)
             self._ok(request, txn, current)
 
         def store_failed(failure: Any) -> None:
