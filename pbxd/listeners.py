@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
@@ -79,15 +79,6 @@ def listener_service(
     return StreamListener(reactor, spec, endpoint, factory)
 
 
-def _listen_failed(reactor: Any, spec: ListenSpec, error: Any, fatal: bool = True) -> None:
-    """A listener could not bind: say so and stop the server (unless opened by a reload)."""
-    log.critical(
-        "SIP cannot listen on {endpoint}: {error}", endpoint=spec.endpoint, error=error
-    )
-    if fatal:
-        reactor.callLater(0, stop_reactor, reactor)
-
-
 def stop_reactor(reactor: Any) -> None:
     """Stop the reactor once, however many listeners failed."""
     try:
@@ -106,104 +97,23 @@ def _when_ready(ready: Any, action: Any) -> None:
     )
 
 
-class UDPListener(Service):
-    """Binds one UDP port for a :class:`SIPDatagramProtocol` while running."""
+class _Listener(Service):
+    """A port opened once the state is restored (``ready``), closed at stop.
 
-    def __init__(self, reactor: Any, spec: ListenSpec, protocol: SIPDatagramProtocol) -> None:
-        self.reactor = reactor
-        self.spec = spec
-        self.protocol = protocol
-        self.port: Any = None
-        self.ready: Any = None
-        self.fatal = True  # a failed listen stops the server (False for reload's listeners)
+    Subclasses say how to open it (:meth:`_open`, returning the port or a
+    Deferred of it) and what it is (``what``, ``description``). A port that
+    cannot be opened is logged; it stops the server when ``fatal`` (at start;
+    a reload opens its new listeners with ``fatal = False``).
+    """
 
-    def startService(self) -> None:
-        """Listen once the state is restored."""
-        super().startService()
-        _when_ready(self.ready, self._listen)
+    what = "SIP"
 
-    def _listen(self) -> None:
-        """Listen, log where, or stop the server if the port is taken."""
-        if not self.running:
-            return
-        try:
-            self.port = self.reactor.listenUDP(
-                self.spec.port,
-                self.protocol,
-                interface=self.spec.interface or "",
-                maxPacketSize=UDP_MAX_PACKET,
-            )
-        except Exception as e:
-            _listen_failed(self.reactor, self.spec, e, self.fatal)
-            return
-        host = self.port.getHost()
-        log.info("SIP listening on {transport} {host}:{port}", transport="UDP",
-                 host=host.host, port=host.port)
-
-    def stopService(self) -> Deferred | None:
-        """Close the port."""
-        super().stopService()
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
-        return None
-
-
-class StreamListener(Service):
-    """Listens on a Twisted stream endpoint (TCP or TLS) while running."""
-
-    def __init__(self, reactor: Any, spec: ListenSpec, endpoint: Any, factory: SIPStreamFactory) -> None:
-        self.reactor = reactor
-        self.spec = spec
-        self.endpoint = endpoint
-        self.factory = factory
-        self.port: Any = None
-        self.ready: Any = None
-        self.fatal = True  # a failed listen stops the server (False for reload's listeners)
-
-    def startService(self) -> None:
-        """Listen once the state is restored."""
-        super().startService()
-        _when_ready(self.ready, self._listen)
-
-    def _listen(self) -> None:
-        """Listen, log where, or stop the server if the port is taken."""
-        if not self.running:
-            return
-        d = self.endpoint.listen(self.factory)
-        d.addCallbacks(self._listening,
-                       lambda f: _listen_failed(self.reactor, self.spec, f.value, self.fatal))
-
-    def _listening(self, port: Any) -> None:
-        self.port = port
-        host = port.getHost()
-        log.info("SIP listening on {transport} {host}:{port}", transport=self.spec.transport,
-                 host=host.host, port=host.port)
-
-    def stopService(self) -> Deferred | None:
-        """Stop accepting and close the open connections."""
-        super().stopService()
-        for connection in list(self.factory.connections):
-            if connection.factory is self.factory and connection.transport is not None:
-                connection.transport.loseConnection()
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
-        return None
-
-
-class HTTPListener(Service):
-    """Serves the admin API site on a Twisted stream endpoint once the state is restored."""
-
-    def __init__(self, reactor: Any, description: str, endpoint: Any, site: Any) -> None:
+    def __init__(self, reactor: Any, description: str) -> None:
         self.reactor = reactor
         self.description = description
-        self.endpoint = endpoint
-        self.site = site
         self.port: Any = None
         self.ready: Any = None
-        self.fatal = True  # a failed listen stops the server (False for reload's listeners)
-        self.setName("admin")
+        self.fatal = True
 
     def startService(self) -> None:
         """Listen once the state is restored."""
@@ -213,24 +123,84 @@ class HTTPListener(Service):
     def _listen(self) -> None:
         if not self.running:
             return
-        d = self.endpoint.listen(self.site)
+        d = maybeDeferred(self._open)
         d.addCallbacks(self._listening, self._failed)
+
+    def _open(self) -> Any:
+        raise NotImplementedError
 
     def _listening(self, port: Any) -> None:
         self.port = port
         host = port.getHost()
-        log.info("admin API listening on {host}:{port}", host=host.host, port=host.port)
+        log.info("{what} listening on {transport} {host}:{port}", what=self.what,
+                 transport=self.transport_name, host=host.host, port=host.port)
 
     def _failed(self, failure: Any) -> None:
-        log.critical("admin API cannot listen on {endpoint}: {error}",
+        log.critical("{what} cannot listen on {endpoint}: {error}", what=self.what,
                      endpoint=self.description, error=failure.value)
         if self.fatal:
             self.reactor.callLater(0, stop_reactor, self.reactor)
 
     def stopService(self) -> Deferred | None:
-        """Stop accepting requests."""
+        """Close the port."""
         super().stopService()
+        self._close_connections()
         port, self.port = self.port, None
         if port is not None:
             return port.stopListening()
         return None
+
+    def _close_connections(self) -> None:
+        pass
+
+
+class UDPListener(_Listener):
+    """Binds one UDP port for a :class:`SIPDatagramProtocol` while running."""
+
+    transport_name = "UDP"
+
+    def __init__(self, reactor: Any, spec: ListenSpec, protocol: SIPDatagramProtocol) -> None:
+        super().__init__(reactor, spec.endpoint)
+        self.spec = spec
+        self.protocol = protocol
+
+    def _open(self) -> Any:
+        return self.reactor.listenUDP(self.spec.port, self.protocol,
+                                      interface=self.spec.interface or "",
+                                      maxPacketSize=UDP_MAX_PACKET)
+
+
+class StreamListener(_Listener):
+    """Listens on a Twisted stream endpoint (TCP or TLS) while running."""
+
+    def __init__(self, reactor: Any, spec: ListenSpec, endpoint: Any, factory: SIPStreamFactory) -> None:
+        super().__init__(reactor, spec.endpoint)
+        self.spec = spec
+        self.transport_name = spec.transport
+        self.endpoint = endpoint
+        self.factory = factory
+
+    def _open(self) -> Any:
+        return self.endpoint.listen(self.factory)
+
+    def _close_connections(self) -> None:
+        """Close the connections this listener accepted."""
+        for connection in list(self.factory.connections):
+            if connection.factory is self.factory and connection.transport is not None:
+                connection.transport.loseConnection()
+
+
+class HTTPListener(_Listener):
+    """Serves the admin API site on a Twisted stream endpoint."""
+
+    what = "admin API"
+    transport_name = "HTTP"
+
+    def __init__(self, reactor: Any, description: str, endpoint: Any, site: Any) -> None:
+        super().__init__(reactor, description)
+        self.endpoint = endpoint
+        self.site = site
+        self.setName("admin")
+
+    def _open(self) -> Any:
+        return self.endpoint.listen(self.site)
