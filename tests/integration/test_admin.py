@@ -164,3 +164,40 @@ def test_sigterm_during_a_call_drains_then_byes_both_phones_and_stores_the_cdr(
     (cdr,) = wait_cdrs(pbx, 1)
     assert cdr["disposition"] == "ANSWERED" and cdr["hangup_cause"] == "shutdown"
     assert (cdr["source"], cdr["destination"]) == ("1000", "1001")
+
+
+@pytest.mark.needs_baresip
+def test_pbxctl_originate_rings_a_then_dials_b_and_hangup_ends_it(pbx, baresip_factory,
+                                                                   tmp_path):
+    a = phone(baresip_factory, pbx, tmp_path, "a", "1000", tone=440)
+    b = phone(baresip_factory, pbx, tmp_path, "b", "1001", tone=880)
+    code, out, err = pbxctl(pbx, "--json", "originate", "1000", "1001", "--ring-timeout", "10")
+    assert code == 0, err
+    call_id = json.loads(out)["id"]
+    a.wait_event("CALL_ESTABLISHED")
+    b.wait_event("CALL_ESTABLISHED")
+    code, out, err = pbxctl(pbx, "-rx", "core show channels")
+    assert code == 0 and call_id in out, (out, err)
+    code, out, err = pbxctl(pbx, "-rx", f"channel request hangup {call_id}")
+    assert code == 0, err
+    a.wait_event("CALL_CLOSED")
+    b.wait_event("CALL_CLOSED")
+    assert api(pbx, "/calls") == []
+    actions = [e["action"] for e in api(pbx, "/audit")["records"]]
+    assert actions == ["call.originate", "call.hangup"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{pbx.admin_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in text.splitlines() if line and not line.startswith("#")}
+    assert samples['pbxd_sip_messages_total{direction="out",method="INVITE",status=""}'] >= 2
+    assert samples['pbxd_sip_messages_total{direction="in",method="INVITE",status="200"}'] >= 2
+    assert samples['pbxd_sip_messages_total{direction="in",method="REGISTER",status=""}'] >= 2
+    assert samples['pbxd_sip_transactions_started_total{kind="client"}'] >= 2
+    assert samples["pbxd_registrations"] == 2
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "pbxd_calls_total{" not in text:
+        time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{pbx.admin_port}/metrics") as r:
+            text = r.read().decode()
+    assert 'pbxd_calls_total{disposition="answered"} 1.0' in text, text
+    assert "pbxd_rtp_packets_relayed_total" in text
