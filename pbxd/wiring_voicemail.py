@@ -1,4 +1,4 @@
-"""Composition of the media features: voicemail, message waiting, email (layer 7).
+"""Composition of the media features: voicemail, message waiting, email, music on hold (layer 7).
 
 :func:`install_features` is called by :func:`pbxd.service.make_service` once the
 call manager and the SIP stack exist. It
@@ -13,7 +13,9 @@ call manager and the SIP stack exist. It
 - builds the :class:`~pbxd.sip.mwi.MWIService` and routes SUBSCRIBE to it
   (:class:`SubscribeRouter` wraps the controller's request handler, so neither
   the controller nor the call manager knows about subscriptions);
-- sends new messages by email when ``voicemail.smtp`` is set.
+- sends new messages by email when ``voicemail.smtp`` is set;
+- gives the calls layer its hold hook (``CallDeps.hold``): music on hold from
+  ``moh.folder`` (pbxd's own music when null) unless ``moh.enabled`` is false.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pbxd.configschema import Config
+from pbxd.errors import ConfigError
 from pbxd.interfaces import IRequestHandler, IVoicemailService
+from pbxd.moh import DEFAULT_FOLDER
+from pbxd.moh.hold import HoldMusic
 from pbxd.sip.mwi import MWIService
 from pbxd.store.voicemail import VoicemailStore
 from pbxd.voicemail.service import VoicemailService
@@ -85,6 +90,7 @@ class Features:
     voicemail: VoicemailService
     mwi: MWIService
     service: FeaturesService
+    moh: HoldMusic | None = None
 
 
 def caller_address(calls: Any, call_id: str) -> str | None:
@@ -126,6 +132,14 @@ def install_features(config: Config, reactor: Any, *, parent: Any, database: Any
 
         sender = EmailSender(config.voicemail.smtp, config.voicemail.email, reactor)
         voicemail.on_saved.append(sender.message_saved)
+    moh = None
+    if config.moh.enabled:
+        try:
+            moh = HoldMusic(reactor, config.moh.folder or DEFAULT_FOLDER,
+                            shuffle=config.moh.shuffle)
+        except (OSError, ValueError) as e:
+            raise ConfigError("moh.folder", str(e), config.source) from None
+        calls.deps.hold = moh.hold_changed
     service = FeaturesService(store, mwi)
     service.setServiceParent(parent)
-    return Features(store, voicemail, mwi, service)
+    return Features(store, voicemail, mwi, service, moh)

@@ -62,6 +62,7 @@ class CallDeps:
     realm: str = "pbxd.local"
     no_answer_timeout: float = 30.0
     host: str = "pbxd"
+    hold: Callable[[Any, Any], bool] | None = None  # (holder, other LegSdp) -> True: MOH took it
 
 
 @dataclass

@@ -62,6 +62,14 @@ def relay_request(leg: Any, other: Any, mine: LegSdp, theirs: LegSdp, request: A
             leg.answer_request(txn, 200)
         return
     mine.received(sdp, leg.address[0] if leg.address else None)
+    hold = getattr(getattr(getattr(leg, "call", None), "deps", None), "hold", None)
+    if hold is not None and hold(mine, theirs):
+        # hold or resume with music on hold: answered here, the other phone is not told
+        try:
+            leg.answer_request(txn, 200, mine.answer(sdp), SDP)
+        except ValueError:
+            leg.answer_request(txn, 488)
+        return
     body = theirs.outgoing(sdp)
 
     def relayed(resp: Any) -> None:
