@@ -264,8 +264,12 @@ def test_dial_plays_ringback_then_bridges_on_answer() -> None:
     b_port = s.dialer.media.port
     world.rtp_ports[b_port].protocol.datagramReceived(rtp(1, b"\x55" * 160, ssrc=9),
                                                       (B_ADDR[0], 5000))
-    relayed = sent_to(world, s.media.port, A_RTP)[before:]
-    assert relayed == [rtp(1, b"\x55" * 160, ssrc=9)]
+    ringback = sent_to(world, s.media.port, A_RTP)[before - 1]
+    (relayed,) = sent_to(world, s.media.port, A_RTP)[before:]
+    # the callee's payload, continuing the stream the caller heard (SSRC, next seq, marker)
+    assert relayed[12:] == b"\x55" * 160 and relayed[8:12] == ringback[8:12]
+    seq = struct.unpack("!H", relayed[2:4])[0]
+    assert seq == (struct.unpack("!H", ringback[2:4])[0] + 1) & 0xFFFF and relayed[1] & 0x80
     world.clock.pump([0.02] * 5)
     assert len(sent_to(world, s.media.port, A_RTP)) == before + 1  # no more ring-back
     b.request("BYE", invite)

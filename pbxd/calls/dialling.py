@@ -17,6 +17,7 @@ from pbxd.calls.call import CallState, Target
 from pbxd.calls.dialer import Dialer
 from pbxd.calls.leg import Leg
 from pbxd.calls.relaying import relay_request
+from pbxd.calls.restamp import Restamper
 from pbxd.rtp.relay import bridge, unbridge
 from pbxd.rtp.sources import ToneSource
 
@@ -41,6 +42,7 @@ class Dialling:
     player: Any
     media_counters: dict[str, Any]
     _dial_result: Deferred[str] | None
+    _restamper: Restamper | None
     on_dial_answered: Callable[[], None] | None
     media: Any
     ended: bool
@@ -88,20 +90,22 @@ class Dialling:
         return d
 
     def dial_progress(self, dialer: Dialer, early_media: bool) -> None:
-        """A callee rings: with early media the caller now hears it instead of our ring-back."""
-        if dialer is self.dialer and early_media and not self.bridged:
+        """A callee rings: with early media the caller now hears it instead of our
+        ring-back; without, an unanswered caller also gets a 180."""
+        if dialer is not self.dialer:
+            return
+        if early_media and not self.bridged:
             self.stop_playing()
-            bridge(self.media, dialer.media)
+            self._bridge_dialer(dialer)
+        elif not early_media and self.state is CallState.RINGING and self.a.pending:
+            self.a.provisional(180)  # signalled too; our ring-back keeps playing
 
     def dial_answered(self, dialer: Dialer) -> None:
         """A callee answered: stop the ring-back, bridge, answer the caller if not yet."""
         if dialer is not self.dialer:
             return
         self.stop_playing()
-        if self.media.peer is not dialer.media:
-            if self.media.peer is not None:
-                unbridge(self.media, self.media.peer)
-            bridge(self.media, dialer.media)
+        self._bridge_dialer(dialer)
         self.winner = dialer.winner
         if self.state is CallState.RINGING:
             self.answer()
@@ -126,9 +130,7 @@ class Dialling:
     def _dial_done(self, dialer: Dialer, status: str, cause: str = "normal") -> None:
         if dialer is not self.dialer:
             return
-        media = self.media
-        if media is not None and dialer.media is not None and media.peer is dialer.media:
-            unbridge(media, dialer.media)
+        self._unbridge_dialer(dialer)
         dialer.close(cause)
         self.media_counters[dialer.name.rstrip(".")] = dialer.counters
         self.stop_playing()
@@ -137,6 +139,29 @@ class Dialling:
         self._dial_result = None
         if d is not None and not d.called:
             d.callback(status)
+
+    def _bridge_dialer(self, dialer: Dialer) -> None:
+        """Caller -> callee relayed untouched; callee -> caller re-stamped to continue
+        the stream the caller heard from our player (see :mod:`pbxd.calls.restamp`)."""
+        media = self.media
+        if media.peer is dialer.media:
+            return
+        media.peer = dialer.media
+        stream = self.player.stream
+        self._restamper = Restamper(media, stream.ssrc, stream.sequence, stream.timestamp)
+        dialer.media.listeners.append(self._restamper)
+
+    def _unbridge_dialer(self, dialer: Dialer) -> None:
+        media, restamper = self.media, self._restamper
+        if media is not None and media.peer is dialer.media:
+            media.peer = None
+        if restamper is not None:
+            self._restamper = None
+            if dialer.media is not None and restamper in dialer.media.listeners:
+                dialer.media.listeners.remove(restamper)
+            if restamper.packets and self.player is not None:  # the player continues it
+                self.player.stream.sequence = restamper.next_seq
+                self.player.stream.timestamp = restamper.next_ts
 
     # -- bridging with another session -------------------------------------------
 

@@ -81,6 +81,7 @@ class Session(Dialling):
         self._legs_left = 0
         self._dial_result: Deferred[str] | None = None
         self.on_dial_answered: Callable[[], None] | None = None
+        self._restamper: Any = None
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.caller}->{self.destination} {self.state}>"

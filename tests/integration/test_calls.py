@@ -21,6 +21,16 @@ from .ports import free_port, free_port_range
 from .sipp import SippProcess, run_sipp, users_inf
 
 SCENARIOS = Path(__file__).parent / "scenarios"
+#: The call layer's own outcomes (486, 480, 487 ...) reach the caller when the dialplan only
+#: dials: the default dialplan would go on to voicemail (see test_dialplan.py for the rest).
+DIAL_ONLY = {"dialplan": {"default": [
+    {"match": "_1XXX", "do": [{"dial": {"to": "${EXTEN}", "timeout": 20}}]}]}}
+
+
+@pytest.fixture
+def pbx(pbx_factory):
+    return pbx_factory(overrides=DIAL_ONLY)
+
 #: one SIPp process plays all the phones: the per-source limits would refuse it
 LOAD_LIMITS = {"max_transactions_per_source": 1_000_000, "max_dialogs_per_source": 100_000}
 
