@@ -242,6 +242,7 @@ def default_dialplan() -> Mapping[str, tuple[Rule, ...]]:
                     ),
                 ),
                 Rule("*43", (Step("answer"), Step("echo"))),
+                Rule("*98", (Step("voicemail_main"),)),
             )
         }
     )
