@@ -58,6 +58,7 @@ from pbxd.store.extensions_db import SQLiteExtensionStore
 from pbxd.store.location import SQLiteLocationStore
 from pbxd.web import calls as calls_api
 from pbxd.web import reload as reload_api
+from pbxd.web import voicemail as voicemail_api
 from pbxd.web.metrics import LoopLagMonitor, Metrics
 from pbxd.wiring_dialplan import compile_dialplan
 from pbxd.wiring_dialplan import connect_calls as _connect_calls
@@ -121,10 +122,10 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
         request_handler=calls,
     )
     _connect_calls(calls, stack, config, reactor)
-    install_features(config, reactor, parent=state, database=stores.database,
-                     extensions=extensions, bans=bans,
-                     location=registrar.location, calls=calls, stack=stack,
-                     state_dir=state_dir)
+    features = install_features(config, reactor, parent=state, database=stores.database,
+                                extensions=extensions, bans=bans,
+                                location=registrar.location, calls=calls, stack=stack,
+                                state_dir=state_dir)
     wire_metrics(metrics, stack, calls)
     SIPStackService(stack).setServiceParent(state)
 
@@ -134,7 +135,9 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
     admin = build_admin(config, reactor, stores=stores, location=registrar.location, bans=bans,
                         metrics=metrics, extra_routes=[
                             *calls_api.routes(calls, stores.audit, stores.extensions),
-                            *reload_api.routes(reloader, stores.audit)])
+                            *reload_api.routes(reloader, stores.audit),
+                            *voicemail_api.routes(features.voicemail, features.store,
+                                                  stores.audit)])
     listeners.set_admin(admin)
     top.drainer = Drainer(reactor, count_calls=lambda: len(calls.active_calls()),
                           refuse_new=lambda reason: _refuse(stack, reloader, reason),

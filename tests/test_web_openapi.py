@@ -23,6 +23,7 @@ from pbxd.web.schema import check
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "admin-api.md"
 METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH")
 
+VM_ID = "msg-1700000000-0000abcd"
 #: A valid request for every documented operation: path parameters and body.
 EXAMPLES = {
     ("GET", "/health"): ({}, None),
@@ -46,6 +47,10 @@ EXAMPLES = {
     ("GET", "/calls/{id}"): ({"id": "00a00001"}, None),
     ("DELETE", "/calls/{id}"): ({"id": "00a00001"}, None),
     ("POST", "/reload"): ({}, None),
+    ("GET", "/voicemail"): ({}, None),
+    ("GET", "/voicemail/{box}"): ({"box": "1000"}, None),
+    ("GET", "/voicemail/{box}/{message}"): ({"box": "1000", "message": VM_ID}, None),
+    ("DELETE", "/voicemail/{box}/{message}"): ({"box": "1000", "message": VM_ID}, None),
 }
 
 
@@ -56,6 +61,7 @@ def _populated() -> Env:
     env.call("POST", "/api/v1/extensions", body={"number": "2000", "password": "pw-2000-long"})
     env.add_cdr("c1", 1.7e9, "1000", "2000")
     env.calls.add("1000", "2000")  # id 00a00001
+    env.add_voicemail("1000", VM_ID)
     return env
 
 
@@ -143,7 +149,8 @@ def test_each_operation_errors_are_documented(method, path):
 def test_methods_not_documented_get_405(env):
     document = _document(env)
     for path, item in document["paths"].items():
-        values = {"aor": "1000", "address": "203.0.113.9", "number": "2000", "id": "00a00001"}
+        values = {"aor": "1000", "address": "203.0.113.9", "number": "2000", "id": "00a00001",
+                  "box": "1000", "message": VM_ID}
         for method in METHODS:
             if method.lower() in item:
                 continue

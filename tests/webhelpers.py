@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+import wave
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from pbxd.auth.bans import BanList
-from pbxd.configschema import AdminToken, Extension
+from pbxd.configschema import AdminToken, Extension, VoicemailConfig
 from pbxd.sip.location import LocationService
 from pbxd.sip.uri import URI
 from pbxd.store.audit import SQLiteAuditStore
@@ -22,8 +24,11 @@ from pbxd.store.cdrsearch import SearchableCDRStore
 from pbxd.store.extensions import ConfigExtensionStore
 from pbxd.store.extensions_db import SQLiteExtensionStore
 from pbxd.store.testing import memory_database
+from pbxd.store.voicemail import VoicemailStore
+from pbxd.voicemail.service import VoicemailService
 from pbxd.web import calls as calls_api
 from pbxd.web import reload as reload_api
+from pbxd.web import voicemail as voicemail_api
 from pbxd.web.api import make_admin_site
 from pbxd.web.metrics import Metrics
 
@@ -140,9 +145,14 @@ class Env:
         self.metrics = Metrics()
         self.calls = FakeCallManager(self.clock)
         self.reloader = FakeReloader()
+        self.vm_store = VoicemailStore(self.database, tempfile.mkdtemp(prefix="pbxd-vm-"),
+                                       self.clock)
+        fired(self.vm_store.prepare())
+        self.voicemail = VoicemailService(self.vm_store, self.extensions, VoicemailConfig())
         site_args.setdefault("extra_routes", [
             *calls_api.routes(self.calls, self.audit, self.extensions),
             *reload_api.routes(self.reloader, self.audit),
+            *voicemail_api.routes(self.voicemail, self.vm_store, self.audit),
         ])
         self.site = make_admin_site(
             tokens=[
@@ -193,6 +203,18 @@ class Env:
             flow=("UDP", "192.0.2.10", 5060),
         )
         return fired(self.location.commit(aor, [binding], []))
+
+    def add_voicemail(self, box: str = "1000", message_id: str = "msg-1700000000-0000abcd",
+                      seconds: float = 1.0) -> dict[str, Any]:
+        """A message of ``seconds`` of a constant level in ``box``."""
+        path = self.vm_store.temp_path(box)
+        with wave.open(path, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(b"\x00\x10" * int(seconds * 8000))
+        return fired(self.vm_store.add_message(box, "2000", seconds, path, "Bob",
+                                               message_id=message_id))
 
     def audit_entries(self) -> list[dict[str, Any]]:
         return fired(self.audit.query(limit=1000))[0]

@@ -140,10 +140,13 @@ class VoicemailStore:
     # -- messages -------------------------------------------------------------
 
     def add_message(self, box: str, caller: str, duration: float, temp_path: str,
-                    caller_name: str = "", when: float | None = None) -> Deferred:
-        """Move ``temp_path`` into ``box`` durably and index it; fires with the message."""
+                    caller_name: str = "", when: float | None = None,
+                    message_id: str | None = None) -> Deferred:
+        """Move ``temp_path`` into ``box`` durably and index it; fires with the message.
+
+        ``message_id`` (``msg-<epoch>-<8 hex>``) is made up when not given."""
         when = self.clock.seconds() if when is None else when
-        message_id = f"msg-{int(when)}-{secrets.token_hex(4)}"
+        message_id = message_id or f"msg-{int(when)}-{secrets.token_hex(4)}"
         final = self.message_path(box, message_id)
         row = {"id": message_id, "box": box, "caller": caller or "",
                "caller_name": caller_name or "", "time": when,
