@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.harness import EXTENSIONS, PbxServer  # noqa: E402
+from tests.integration.harness import EXTENSIONS, PbxServer, ServerError  # noqa: E402
 from tests.integration.ports import free_port, free_port_range  # noqa: E402
 from tests.integration.sipp import SippProcess, run_sipp, users_inf  # noqa: E402
 
@@ -39,6 +39,7 @@ SCENARIOS = ROOT / "tests" / "integration" / "scenarios"
 BEGIN = "<!-- bench/calls.py: begin -->"
 END = "<!-- bench/calls.py: end -->"
 TICKS = os.sysconf("SC_CLK_TCK")
+TARGET = 600  # completed calls per CPU-second of pbxd (issue 4)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -69,33 +70,38 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     low, high = free_port_range(4000)
     rows = []
-    with PbxServer(work / "pbx", transports=("udp",), admin=False, overrides={
-            "security": {"rate_limit": {"requests": 0}, "max_failed_attempts": 0},
-            # one SIPp process plays every phone: per-source and overload limits off
-            "limits": {"max_transactions_per_source": 10_000_000,
-                       "max_dialogs_per_source": 10_000_000,
-                       "overload": {"max_call_rate": 0, "max_loop_lag": 0}},
-            "rtp": {"port_range": [low, high]}}) as pbx:
-        pid = pbx.pid
-        uas_port = free_port()
-        inf = users_inf(work / "reg.csv", {"1001": EXTENSIONS["1001"]})
-        run_sipp("register.xml", f"127.0.0.1:{pbx.udp_port}", work / "reg", calls=1, inf=inf,
-                 local_port=uas_port, timeout=10, keys={"expires": "3600"})
-        uas = SippProcess("sn:uas", None, work / "uas", local_port=uas_port, calls=None,
-                          timeout=3600).start()
-        uas.wait_ready()
-        caller = users_inf(work / "caller.csv", {"1000": EXTENSIONS["1000"]})
-        auth = ["-auth_uri", f"1001@127.0.0.1:{pbx.udp_port}"]
-        for rate in rates:
-            cpu0 = cpu_seconds(pid)
-            ok, failed, wall = run_rate(f"127.0.0.1:{pbx.udp_port}", work / f"pbx{rate}", rate,
-                                        args.seconds, args.hold, caller, auth,
-                                        str(SCENARIOS / "call_uac_auth.xml"))
-            cpu = cpu_seconds(pid) - cpu0
-            rows.append(("pbxd", rate, ok, failed, wall, cpu))
-            print(f"pbxd rate {rate}/s: {ok} ok, {failed} failed, {wall:.1f}s, pbxd cpu {cpu:.2f}s"
-                  f" -> {ok / cpu if cpu else 0:.0f} calls/cpu-s", flush=True)
-        uas.stop()
+    warnings: list[str] = []
+    try:
+        with PbxServer(work / "pbx", transports=("udp",), admin=False, overrides={
+                "security": {"rate_limit": {"requests": 0}, "max_failed_attempts": 0},
+                # one SIPp process plays every phone: per-source and overload limits off
+                "limits": {"max_transactions_per_source": 10_000_000,
+                           "max_dialogs_per_source": 10_000_000,
+                           "overload": {"max_call_rate": 0, "max_loop_lag": 0}},
+                "rtp": {"port_range": [low, high]}}) as pbx:
+            pid = pbx.pid
+            uas_port = free_port()
+            inf = users_inf(work / "reg.csv", {"1001": EXTENSIONS["1001"]})
+            run_sipp("register.xml", f"127.0.0.1:{pbx.udp_port}", work / "reg", calls=1, inf=inf,
+                     local_port=uas_port, timeout=10, keys={"expires": "3600"})
+            uas = SippProcess("sn:uas", None, work / "uas", local_port=uas_port, calls=None,
+                              timeout=3600).start()
+            uas.wait_ready()
+            caller = users_inf(work / "caller.csv", {"1000": EXTENSIONS["1000"]})
+            auth = ["-auth_uri", f"1001@127.0.0.1:{pbx.udp_port}"]
+            for rate in rates:
+                cpu0 = cpu_seconds(pid)
+                ok, failed, wall = run_rate(f"127.0.0.1:{pbx.udp_port}", work / f"pbx{rate}", rate,
+                                            args.seconds, args.hold, caller, auth,
+                                            str(SCENARIOS / "call_uac_auth.xml"))
+                cpu = cpu_seconds(pid) - cpu0
+                rows.append(("pbxd", rate, ok, failed, wall, cpu))
+                print(f"pbxd rate {rate}/s: {ok} ok, {failed} failed, {wall:.1f}s, pbxd cpu {cpu:.2f}s"
+                      f" -> {ok / cpu if cpu else 0:.0f} calls/cpu-s", flush=True)
+            uas.stop()
+    except ServerError as e:  # figures are kept; the log problem is reported, not hidden
+        print(f"warning: {str(e).splitlines()[0]} (see {work / 'pbx'})", file=sys.stderr)
+        warnings.append(str(e).splitlines()[0])
     # reference: the same UAC load straight at a SIPp UAS
     ref_port = free_port()
     ref_uas = SippProcess("sn:uas", None, work / "ref-uas", local_port=ref_port, calls=None,
@@ -108,6 +114,8 @@ def main() -> None:
         print(f"reference rate {rate}/s: {ok} ok, {failed} failed, {wall:.1f}s", flush=True)
     ref_uas.stop()
     report = render(rows, args)
+    for warning in warnings:
+        report += f"\n\nDuring this run pbxd's log showed: {warning}"
     print(report)
     if not args.no_write:
         write_section(report)
@@ -136,6 +144,12 @@ def render(rows, args) -> str:
     lines += ["", f"Highest offered rate with < 0.5 % failures: pbxd {best['pbxd']}/s, "
               f"reference (SIPp to SIPp) {best['reference']}/s, ratio {ratio:.2f} "
               "(only rates in the list were tried)."]
+    clean = [ok / cpu for run, rate, ok, failed, _w, cpu in rows
+             if run == "pbxd" and cpu and failed <= 0.005 * (ok + failed)]
+    best_per_cpu = max(clean, default=0.0)
+    lines += ["", f"Target: at least {TARGET} calls per CPU-second of pbxd: "
+              f"**{'met' if best_per_cpu >= TARGET else 'missed'}** (best figure at < 0.5 % "
+              f"failures: {best_per_cpu:,.0f})."]
     return "\n".join(lines)
 
 
