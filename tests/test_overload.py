@@ -31,6 +31,20 @@ def test_a_blocked_loop_is_overload_for_hold_seconds() -> None:
     monitor.stop()
 
 
+def test_one_brief_stall_is_not_overload_but_persistent_lateness_is() -> None:
+    clock = task.Clock()
+    monitor = LoopLagMonitor(clock, max_lag=0.5, interval=0.1, hold=1.0)
+    monitor.start()
+    clock.advance(0.1)
+    clock.advance(0.7)  # one fsync-like stall, a little over max_lag
+    assert monitor.lag > 0.5 and not monitor.overloaded
+    clock.pump([0.1] * 20)
+    for _ in range(8):  # now every tick runs 0.6 s late: the reactor is saturated
+        clock.advance(0.7)
+    assert monitor.overloaded
+    monitor.stop()
+
+
 def test_small_lag_below_the_limit_is_fine() -> None:
     clock = task.Clock()
     monitor = LoopLagMonitor(clock, max_lag=0.5, interval=0.1)

@@ -26,6 +26,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 
+SMOOTHING = 0.3
+"""Weight of the newest tick in the smoothed lag."""
+
+
 class LoopLagMonitor:
     """Measures the lateness of a periodic tick on ``clock``.
 
@@ -42,6 +46,7 @@ class LoopLagMonitor:
         self.interval = interval
         self.hold = hold
         self.lag = 0.0  # lateness of the last tick, seconds
+        self.smoothed = 0.0  # moving average of the lateness, seconds
         self.max_seen = 0.0
         self._expected = 0.0
         self._until = float("-inf")
@@ -74,17 +79,18 @@ class LoopLagMonitor:
         self._expected = now + self.interval
         if self.lag > self.max_seen:
             self.max_seen = self.lag
-        if self.lag > self.max_lag:
+        self.smoothed += SMOOTHING * (self.lag - self.smoothed)
+        if self.smoothed > self.max_lag:
             if now >= self._until:
                 self.log.warn("event loop {lag:.3f}s late: refusing new calls", lag=self.lag)
             self._until = now + self.hold
 
     @property
     def overloaded(self) -> bool:
-        """True while the loop is (or was within ``hold`` seconds) later than ``max_lag``."""
+        """True while the smoothed lag is (or was within ``hold`` seconds) over ``max_lag``."""
         if self.max_lag <= 0:
             return False
-        return self.lag > self.max_lag or self.clock.seconds() < self._until
+        return self.smoothed > self.max_lag or self.clock.seconds() < self._until
 
 
 class CallRateLimiter:
