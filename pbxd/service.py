@@ -51,7 +51,7 @@ from pbxd.sip.transport import (
 )
 from pbxd.store.audit import SQLiteAuditStore
 from pbxd.store.bans import SQLiteBanStore
-from pbxd.store.cdrsearch import SearchableCDRStore
+from pbxd.store.cdr import SQLiteCDRStore
 from pbxd.store.db import Database, open_database
 from pbxd.store.extensions import ConfigExtensionStore
 from pbxd.store.extensions_db import SQLiteExtensionStore
@@ -207,7 +207,7 @@ class Stores:
     database: Database
     location: SQLiteLocationStore
     bans: SQLiteBanStore
-    cdr: SearchableCDRStore
+    cdr: SQLiteCDRStore
     extensions: SQLiteExtensionStore
     audit: SQLiteAuditStore
 
@@ -229,7 +229,7 @@ def build_stores(config: Config, reactor: Any, database: Any = None) -> Stores:
         database,
         SQLiteLocationStore(database, reactor),
         SQLiteBanStore(database, reactor),
-        SearchableCDRStore(database),
+        SQLiteCDRStore(database),
         extensions,
         SQLiteAuditStore(database, reactor),
     )

@@ -12,7 +12,7 @@ from pbxd.auth.checker import stored_ha1
 from pbxd.configschema import Extension
 from pbxd.sip.digest import compute_ha1
 from pbxd.store.audit import SQLiteAuditStore
-from pbxd.store.cdrsearch import SearchableCDRStore
+from pbxd.store.cdr import SQLiteCDRStore
 from pbxd.store.db import Database
 from pbxd.store.extensions import ConfigExtensionStore
 from pbxd.store.extensions_db import (
@@ -117,7 +117,7 @@ def test_failed_write_changes_nothing_in_memory():
 
 
 def test_cdr_search_filters_on_numbers_and_disposition():
-    cdr = fired(SearchableCDRStore(memory_database()).prepare())
+    cdr = fired(SQLiteCDRStore(memory_database()).prepare())
     rows = [("a", "1000", "2000", "answered"), ("b", "1001", "2000", "busy"),
             ("c", "1000", "2001", "answered")]
     for i, (call_id, src, dst, disposition) in enumerate(rows):

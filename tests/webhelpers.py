@@ -20,7 +20,7 @@ from pbxd.configschema import AdminToken, Extension, VoicemailConfig
 from pbxd.sip.location import LocationService
 from pbxd.sip.uri import URI
 from pbxd.store.audit import SQLiteAuditStore
-from pbxd.store.cdrsearch import SearchableCDRStore
+from pbxd.store.cdr import SQLiteCDRStore
 from pbxd.store.extensions import ConfigExtensionStore
 from pbxd.store.extensions_db import SQLiteExtensionStore
 from pbxd.store.testing import memory_database
@@ -138,7 +138,7 @@ class Env:
             self.database, self.config_extensions, realm="pbxd.local", contexts={"default"}
         )
         fired(self.extensions.prepare())
-        self.cdr = SearchableCDRStore(self.database)
+        self.cdr = SQLiteCDRStore(self.database)
         fired(self.cdr.prepare())
         self.audit = SQLiteAuditStore(self.database, self.clock)
         fired(self.audit.prepare())

@@ -25,7 +25,6 @@ from typing import Any
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-
 SMOOTHING = 0.3
 """Weight of the newest tick in the smoothed lag."""
 

@@ -127,25 +127,35 @@ class SQLiteCDRStore:
         until: float | None = None,
         limit: int = 100,
         after_cursor: str | None = None,
+        *,
+        source: str | None = None,
+        destination: str | None = None,
+        disposition: str | None = None,
     ) -> Deferred:
-        """Fire with ``(records, next_cursor)``: CDRs whose start is in [since, until),
-        oldest first, at most ``limit``; ``next_cursor`` (an opaque string) gives the
-        next page and is None on the last one."""
+        """Fire with ``(records, next_cursor)``: CDRs whose start is in [since, until)
+        and, when given, with exactly this ``source``/``destination``/``disposition``,
+        oldest first, at most ``limit`` (1-1000); ``next_cursor`` (an opaque string)
+        gives the next page and is None on the last one. A bad cursor fails with
+        ValueError."""
         limit = max(1, min(int(limit), 1000))
-        clauses, args = [], []
-        if since is not None:
-            clauses.append("start >= ?")
-            args.append(since)
-        if until is not None:
-            clauses.append("start < ?")
-            args.append(until)
+        clauses: list[str] = []
+        args: list[Any] = []
+        for clause, value in (
+            ("start >= ?", since),
+            ("start < ?", until),
+            ("source = ?", source),
+            ("destination = ?", destination),
+            ("disposition = ?", disposition),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                args.append(value)
         if after_cursor is not None:
             try:
-                after = int(after_cursor)
+                args.append(int(after_cursor))
             except ValueError:
                 return fail(ValueError(f"bad cursor {after_cursor!r}"))
             clauses.append("id > ?")
-            args.append(after)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT id, {_COLUMNS}, extra FROM cdr {where} ORDER BY id LIMIT ?"
         args.append(limit + 1)
@@ -154,8 +164,7 @@ class SQLiteCDRStore:
             txn.execute(sql, args)
             rows = txn.fetchall()
             records = [_row_record(row) for row in rows[:limit]]
-            more = len(rows) > limit
-            return records, (str(rows[limit - 1][0]) if more else None)
+            return records, (str(rows[limit - 1][0]) if len(rows) > limit else None)
 
         return self.database.run(select)
 

@@ -183,7 +183,7 @@ def make_admin_site(
     :param bans: the BanList (``list``, ``ban``, ``lift``, ``is_trusted``, ``clock``).
     :param extensions: the admin extension store (SQLiteExtensionStore: ``list``, ``lookup``,
         ``source``, ``create``, ``update``, ``delete``).
-    :param cdr_store: a store with the filtered ``query`` of SearchableCDRStore.
+    :param cdr_store: a store with the filtered ``query`` of SQLiteCDRStore.
     :param audit_store: SQLiteAuditStore-like (``record``, ``query``).
     :param metrics: the :class:`Metrics` served at /metrics; the registrations and bans
         gauges are pointed at ``location`` and ``bans`` here.

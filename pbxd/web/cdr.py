@@ -2,7 +2,7 @@
 
 The store's ``query(since, until, limit, after_cursor, source=, destination=,
 disposition=)`` fires with ``(records, next_cursor)``
-(:class:`pbxd.store.cdrsearch.SearchableCDRStore`). With ``format=csv`` the
+(:class:`pbxd.store.cdr.SQLiteCDRStore`). With ``format=csv`` the
 page is sent as ``text/csv`` and the next cursor in the ``X-Next-Cursor``
 header (absent on the last page).
 """
