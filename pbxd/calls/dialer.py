@@ -75,7 +75,7 @@ class Dialer:
         self.winner: OutboundLeg | None = None
         self.status: str | None = None  # the outcome once ringing is over
         self.media: Any = None
-        self.sdp: LegSdp | None = None
+        self.sdp: Any = None  # LegSdp once started
         self.rang: set[str] = set()
         self.failures: list[tuple[int, bool]] = []
         self.counters: dict[str, Any] = {}
@@ -129,7 +129,7 @@ class Dialer:
             sdp = None
         early = sdp is not None and audio_stream(sdp) is not None
         if early:
-            self.sdp.received(sdp, fork.address[0])
+            self.sdp.received(sdp, fork.address[0] if fork.address else None)
         self.owner.dial_progress(self, early)
 
     def leg_answered(self, fork: OutboundLeg, response: Any) -> None:
@@ -152,7 +152,7 @@ class Dialer:
         for other in self.forks:
             if other is not fork:
                 other.hangup("answered elsewhere")
-        self.sdp.received(sdp, fork.address[0])
+        self.sdp.received(sdp, fork.address[0] if fork.address else None)
         self.media.allow_latch()
         self.log.info("dial {name}: answered by {leg}", name=self.name, leg=fork.id)
         self.owner.dial_answered(self)

@@ -178,6 +178,7 @@ class CallManager(Service):
             ua.respond(txn, make_response(request, 403, to_tag=_tag()))
             return None
         dialled = request.uri.user or ""
+        assert self.router is not None, "no router and no dialplan"
         numbers = await maybeDeferred(self.router, caller, dialled)
         if numbers is None:
             self.log.info("{caller} dialled {dialled}: no such number", caller=caller,
@@ -199,7 +200,8 @@ class CallManager(Service):
 
     def _new_session(self, request: Any, txn: Any) -> None:
         """Enter the dialplan in the caller's context (404 when no rule matches)."""
-        ua = self.deps.ua
+        ua, sessions = self.deps.ua, self.sessions
+        assert sessions is not None
         extension = getattr(txn, "extension", None)
         from_uri = request.from_.uri
         caller = getattr(extension, "number", None) or from_uri.user or ""
@@ -208,13 +210,13 @@ class CallManager(Service):
             return
         dialled = request.uri.user or ""
         context = getattr(extension, "context", None) or "default"
-        if not self.sessions.dialplan.matches(context, dialled):
+        if not sessions.dialplan.matches(context, dialled):
             self.log.info("{caller} dialled {dialled}: no rule in {context}", caller=caller,
                           dialled=dialled, context=context)
             ua.respond(txn, make_response(request, 404, to_tag=_tag()))
             return
         name = getattr(extension, "name", None) or request.from_.display
-        self.sessions.start(self.new_call_id(), txn, caller, dialled, name, context)
+        sessions.start(self.new_call_id(), txn, caller, dialled, name, context)
 
     def new_call_id(self) -> str:
         """A fresh PBX call id (``${UNIQUEID}``)."""

@@ -67,7 +67,7 @@ class Session(Dialling):
         self.hangup_cause: str | None = None
         self.hangup_side: str | None = None
         self.a: Any = None
-        self.a_sdp: LegSdp | None = None
+        self.a_sdp: Any = None  # LegSdp once the A side is attached
         self.offer: Any = None
         self.codecs: list[str] = []
         self.media_counters: dict[str, Any] = {}

@@ -164,6 +164,7 @@ class _ARinger:
         """A answered: it becomes the session's A side; then B is dialled."""
         session = self.session
         winner = dialer.winner
+        assert winner is not None
         session.dialer = None
         session.forks.remove(winner)
         session.attach_answered(winner, self.a_sdp, self.offer)
