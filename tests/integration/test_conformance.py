@@ -7,10 +7,11 @@ element does with it (the ``EXPECTED`` table): a status code, or ``None`` for
 
 What the RFCs leave to the element, and what pbxd picks:
 
-- the server authenticates before it looks deeper, so valid INVITEs and
-  REGISTERs are answered ``401`` (the RFC's "process normally");
+- the server authenticates before it looks deeper, so valid REGISTERs are
+  answered ``401`` and valid INVITEs ``407`` (the RFC's "process normally": an
+  unauthenticated request is challenged, as Asterisk does);
 - §3.3.6 ``invut`` (unknown Content-Type, RFC: 415) and §3.3.15 ``sdp01``
-  (unacceptable Accept, RFC: 406) get ``401`` first: the body is only looked at
+  (unacceptable Accept, RFC: 406) get ``407`` first: the body is only looked at
   once the caller is authenticated; 415/406 are the calls layer's answer then;
 - §3.1.2.8-10 ``lwsruri``, ``lwsstart``, ``trws`` are in the RFC's *invalid*
   group (3.1.2) and are answered ``400``, which the RFC allows;
@@ -40,30 +41,30 @@ NONE = None
 EXPECTED: dict[str, dict[str, int | None]] = {
     "rfc4475": {
         # 3.1.1 valid
-        "wsinv": 401, "intmeth": 501, "esc01": 401, "escnull": 401, "esc02": 501,
-        "lwsdisp": 200, "longreq": 401, "dblreq": 401, "semiuri": 200, "transports": 200,
+        "wsinv": 407, "intmeth": 501, "esc01": 407, "escnull": 401, "esc02": 501,
+        "lwsdisp": 200, "longreq": 407, "dblreq": 401, "semiuri": 200, "transports": 200,
         "mpart01": 405, "unreason": NONE, "noreason": NONE,
         # 3.1.2 invalid
         "badinv01": 400, "clerr": 400, "ncl": 400, "scalar02": 400, "scalarlg": NONE,
         "quotbal": 400, "ltgtruri": 400, "lwsruri": 400, "lwsstart": 400, "trws": 400,
-        "escruri": 401, "baddate": 401, "regbadct": 400, "badaspec": 400, "baddn": 400,
+        "escruri": 407, "baddate": 407, "regbadct": 400, "badaspec": 400, "baddn": 400,
         "badvers": 505, "mismatch01": 400, "mismatch02": 400, "bigcode": NONE,
         # 3.2 transaction layer
         "badbranch": 200,
         # 3.3 application layer
         "insuf": 400, "unkscm": 416, "novelsc": 416, "unksm2": 400, "bext01": 420,
-        "invut": 401, "regaut01": 401, "multi01": 400, "mcl01": 400, "bcast": NONE,
-        "zeromf": 483, "cparam01": 401, "cparam02": 401, "regescrt": 401, "sdp01": 401,
+        "invut": 407, "regaut01": 401, "multi01": 400, "mcl01": 400, "bcast": NONE,
+        "zeromf": 483, "cparam01": 401, "cparam02": 401, "regescrt": 401, "sdp01": 407,
         # 3.4 backward compatibility
-        "inv2543": 401,
+        "inv2543": 407,
         # test.dat: a line without a colon and no Via: dropped
         "test": NONE,
     },
     "rfc5118": {
         "ipv6-good": 401, "ipv6-bad": 400, "port-ambiguous": 401, "port-unambiguous": 401,
         "via-received-param-with-delim": 481, "via-received-param-no-delim": 200,
-        "ipv6-in-sdp": 401, "mult-ip-in-header": 481, "mult-ip-in-sdp": 401,
-        "ipv4-mapped-ipv6": 401, "ipv6-correct-abnf-2-colons": 200, "ipv6-bug-abnf-3-colons": 200,
+        "ipv6-in-sdp": 407, "mult-ip-in-header": 481, "mult-ip-in-sdp": 407,
+        "ipv4-mapped-ipv6": 407, "ipv6-correct-abnf-2-colons": 200, "ipv6-bug-abnf-3-colons": 200,
     },
 }
 #: over TCP, where it differs: no usable Content-Length closes the connection (RFC 3261 §18.3)
