@@ -161,7 +161,7 @@ def _parse(data: Any, source: str, base_dir: str) -> Config:
         admin=tables.admin(top.data.get("admin")),
         store=_store(top.data.get("store"), pbx.state_dir),
         voicemail=configmedia.voicemail(top.data.get("voicemail"), base_dir),
-        recording=configmedia.recording(top.data.get("recording")),
+        recording=configmedia.recording(top.data.get("recording"), base_dir),
         moh=configmedia.moh(top.data.get("moh"), base_dir),
         plugins=top.get("plugins", _plugins, ()),
     )

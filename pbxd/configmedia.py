@@ -75,15 +75,30 @@ def _smtp(value: Any, key: str) -> SMTPConfig:
     )
 
 
-def recording(value: Any) -> RecordingConfig:
-    """The ``recording:`` section."""
+def recording(value: Any, base_dir: str = ".") -> RecordingConfig:
+    """The ``recording:`` section (``folder`` relative to the config file)."""
     s, d = v.Section(value, "recording", _keys(RecordingConfig)), RecordingConfig()
     return RecordingConfig(
         stereo=s.get("stereo", v.boolean, d.stereo),
         announce=s.get("announce", v.boolean, d.announce),
         retention_days=s.get("retention_days", v.duration, d.retention_days, positive=False),
         sweep_interval=s.get("sweep_interval", v.duration, d.sweep_interval),
+        extensions=s.get("extensions", _recorded, d.extensions),
+        folder=s.get("folder", v.optional(v.path), None, base_dir=base_dir),
     )
+
+
+def _recorded(value: Any, key: str) -> tuple[str, ...]:
+    """``recording.extensions``: extension numbers, or ``"*"`` for every call."""
+    out = []
+    for n, item in enumerate(v.items(value, key)):
+        if isinstance(item, int) and not isinstance(item, bool):
+            item = str(item)
+        item_key = f"{key}[{n}]"
+        if item != "*":
+            item = v.string(item, item_key, pattern=_BOX, what='an extension number or "*"')
+        out.append(item)
+    return tuple(out)
 
 
 def moh(value: Any, base_dir: str) -> MOHConfig:

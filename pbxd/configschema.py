@@ -206,6 +206,7 @@ class Extension:
     context: str = "default"
     max_contacts: int | None = None  # None: registrar.max_contacts
     voicemail_pin: str | None = None
+    record: bool = False  # every call this extension makes or receives is recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,9 +314,11 @@ class RecordingConfig:
     """``recording:`` call recording (the ``record_call`` dialplan application)."""
 
     stereo: bool = False  # one party per channel instead of one mixed track
-    announce: bool = False  # play "call-recorded" to the caller first
+    announce: bool = False  # play "call-recorded" to both parties before the bridge
     retention_days: float = 90.0  # recordings older than this are deleted (0: kept forever)
     sweep_interval: float = 3600.0
+    extensions: tuple[str, ...] = ()  # calls made or received by these are recorded ("*": all)
+    folder: str | None = None  # None: state_dir/recordings
 
 
 @dataclass(frozen=True, slots=True)

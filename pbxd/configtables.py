@@ -27,7 +27,8 @@ from pbxd.errors import ConfigError
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _APP = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _PIN = re.compile(r"[0-9]+")
-_EXTENSION_KEYS = ("name", "password", "ha1", "ha1_sha256", "context", "max_contacts", "voicemail_pin")
+_EXTENSION_KEYS = ("name", "password", "ha1", "ha1_sha256", "context", "max_contacts", "voicemail_pin",
+                   "record")
 
 
 def _name(value: Any, key: str, what: str) -> str:
@@ -80,6 +81,7 @@ def _extension(number: str, body: Any, key: str) -> Extension:
         context=s.get("context", v.string, "default", pattern=NAME, what="a context name"),
         max_contacts=s.get("max_contacts", v.optional(v.integer), None, low=1, high=1000),
         voicemail_pin=s.get("voicemail_pin", v.optional(pin), None),
+        record=s.get("record", v.boolean, False),
     )
     if ext.password is None and ext.ha1 is None and ext.ha1_sha256 is None:
         raise ConfigError(key, "needs a credential: password, ha1 or ha1_sha256")

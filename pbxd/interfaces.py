@@ -344,3 +344,27 @@ class IVoicemailService(Interface):
     def subscribe(listener):  # type: ignore[misc]
         """Call ``listener(box, new, old)`` after every change of a box's counts.
         Returns a callable that removes the listener."""
+
+
+class IRecordingService(Interface):
+    """Call recording, as dialplan applications see it (``record_call``).
+
+    Reached with ``call.service(IRecordingService)``. A marked call has every
+    bridge made after the mark (``dial`` answered) recorded to a WAV file in
+    ``recording.folder``: both parties mixed into one track, or in stereo one
+    party per channel (left: the caller, right: the callee). With ``announce``
+    both parties first hear the ``call-recorded`` prompt. The CDR names the
+    recording (``recording``: its id in the admin API's ``/recordings``).
+    """
+
+    def record(call_id: str, stereo: bool | None = None,  # type: ignore[misc]
+               announce: bool | None = None) -> None:
+        """Mark call ``call_id`` (``ICallContext.call_id``) for recording; None takes the
+        ``recording:`` section's default. Marking again replaces the options."""
+
+    def unmark(call_id: str) -> bool:  # type: ignore[misc]
+        """Bridges made from now on are not recorded (one already recording goes on);
+        False if the call was not marked."""
+
+    def is_marked(call_id: str) -> bool:  # type: ignore[misc]
+        """True if ``call_id`` was marked with :meth:`record`."""

@@ -57,12 +57,14 @@ from pbxd.store.extensions import ConfigExtensionStore
 from pbxd.store.extensions_db import SQLiteExtensionStore
 from pbxd.store.location import SQLiteLocationStore
 from pbxd.web import calls as calls_api
+from pbxd.web import recordings as recordings_api
 from pbxd.web import reload as reload_api
 from pbxd.web import voicemail as voicemail_api
 from pbxd.web.metrics import LoopLagMonitor, Metrics
 from pbxd.wiring_dialplan import compile_dialplan
 from pbxd.wiring_dialplan import connect_calls as _connect_calls
 from pbxd.wiring_dialplan import make_calls as _make_calls
+from pbxd.wiring_recording import install_recording
 from pbxd.wiring_voicemail import install_features
 
 log = Logger()
@@ -126,6 +128,7 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
                                 extensions=extensions, bans=bans,
                                 location=registrar.location, calls=calls, stack=stack,
                                 state_dir=state_dir)
+    recording = install_recording(config, reactor, parent=state, calls=calls, state_dir=state_dir)
     wire_metrics(metrics, stack, calls)
     SIPStackService(stack).setServiceParent(state)
 
@@ -137,7 +140,8 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
                             *calls_api.routes(calls, stores.audit, stores.extensions),
                             *reload_api.routes(reloader, stores.audit),
                             *voicemail_api.routes(features.voicemail, features.store,
-                                                  stores.audit)])
+                                                  stores.audit),
+                            *recordings_api.routes(recording.store, stores.audit)])
     listeners.set_admin(admin)
     top.drainer = Drainer(reactor, count_calls=lambda: len(calls.active_calls()),
                           refuse_new=lambda reason: _refuse(stack, reloader, reason),
@@ -148,6 +152,7 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
                        new, reactor, stack, extensions, metrics))
     if getattr(calls, "sessions", None) is not None:
         register_dialplan(reloader, calls.sessions.dialplan, compile_dialplan)
+    recording.register_reload(reloader)
     ReloadService(reloader, reactor, signals=uses_global_reactor).setServiceParent(state)
     calls.setServiceParent(state)  # last child: stopped first, BYEs go out while listeners are up
     return top

@@ -20,7 +20,7 @@ MENU = {"prompt": "please-enter", "options": {1: "sales,100", "2": "2000"}, "tim
 
 def test_builtins_provide_the_interface():
     assert sorted(APPS) == ["answer", "dial", "echo", "goto", "hangup", "menu", "playback",
-                            "set", "voicemail", "voicemail_main", "wait"]
+                            "record_call", "set", "voicemail", "voicemail_main", "wait"]
     for app in APPS.values():
         assert IDialplanApplication.providedBy(app)
 

@@ -63,6 +63,7 @@ class CallDeps:
     no_answer_timeout: float = 30.0
     host: str = "pbxd"
     hold: Callable[[Any, Any], bool] | None = None  # (holder, other LegSdp) -> True: MOH took it
+    recording: Any = None  # a pbxd.calls.recording.CallRecorder: records answered dials
 
 
 @dataclass

@@ -58,7 +58,17 @@ def build_cdr(call: Any) -> dict[str, Any]:
         "media": dict(call.media_counters),
         "pbx_call_id": call.id,
         "answered_by": call.winner.id if call.winner is not None else None,
+        **_recordings(call),
     }
+
+
+def _recordings(call: Any) -> dict[str, Any]:
+    """``recording``: the id of the call's (first) recording, in the admin API's
+    ``/recordings``; ``recordings``: every one, when a call recorded several bridges."""
+    ids = list(getattr(call, "recordings", None) or ())
+    if not ids:
+        return {}
+    return {"recording": ids[0], **({"recordings": ids} if len(ids) > 1 else {})}
 
 
 def _sip_call_id(leg: Any) -> str | None:

@@ -68,6 +68,9 @@ class Dialling:
     def early_media(self) -> None:  # pragma: no cover - Session
         raise NotImplementedError
 
+    def play(self, audio: Any, *, loop: bool = False) -> Deferred[str]:  # pragma: no cover
+        raise NotImplementedError
+
     def answer(self) -> None:  # pragma: no cover - Session
         raise NotImplementedError
 
@@ -117,10 +120,14 @@ class Dialling:
         if dialer is not self.dialer:
             return
         self.stop_playing()
-        self._bridge_dialer(dialer)
+        recording = self.deps.recording
+        if recording is None:
+            self._bridge_dialer(dialer)
         self.winner = dialer.winner
         if self.state is CallState.RINGING:
             self.answer()
+        if recording is not None:  # it connects (after any announcement) and records
+            recording.answered(self, dialer)
         if self.on_dial_answered is not None:
             self.on_dial_answered()
 
@@ -142,6 +149,8 @@ class Dialling:
     def _dial_done(self, dialer: Dialer, status: str, cause: str = "normal") -> None:
         if dialer is not self.dialer:
             return
+        if self.deps.recording is not None and dialer.status == "ANSWER":
+            self.deps.recording.unbridged(self, dialer)
         self._unbridge_dialer(dialer)
         dialer.close(cause)
         self.media_counters[dialer.name.rstrip(".")] = dialer.counters
@@ -151,6 +160,16 @@ class Dialling:
         self._dial_result = None
         if d is not None and not d.called:
             d.callback(status)
+
+    def connect_dialer(self, dialer: Dialer) -> None:
+        """Relay between the caller and ``dialer``'s callee (the recording hook's call)."""
+        if dialer is self.dialer and not self.ended:
+            self._bridge_dialer(dialer)
+
+    def disconnect_dialer(self, dialer: Dialer) -> None:
+        """Stop relaying ``dialer``'s media (early media, before an announcement)."""
+        if dialer is self.dialer:
+            self._unbridge_dialer(dialer)
 
     def _bridge_dialer(self, dialer: Dialer) -> None:
         """Caller -> callee relayed untouched; callee -> caller re-stamped to continue

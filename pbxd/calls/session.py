@@ -82,6 +82,7 @@ class Session(Dialling):
         self._dial_result: Deferred[str] | None = None
         self.on_dial_answered: Callable[[], None] | None = None
         self._restamper: Any = None
+        self.recordings: list[str] = []  # ids of this call's recordings (the CDR's)
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.caller}->{self.destination} {self.state}>"
@@ -294,6 +295,8 @@ class Session(Dialling):
             self.media.close()
         for listener in list(self.on_end):
             listener(cause)
+        if self.deps.recording is not None:
+            self.deps.recording.call_ended(self.id)
         if self.on_ended is not None:
             self.on_ended(self)
         if self._legs_left <= 0 and self.on_all_legs_gone is not None:

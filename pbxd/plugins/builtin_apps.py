@@ -4,6 +4,7 @@ from pbxd.apps.basic import Answer, GotoApp, Hangup, Set, Wait
 from pbxd.apps.dial import Dial
 from pbxd.apps.media import Echo, Playback
 from pbxd.apps.menu import Menu
+from pbxd.apps.record_call import RecordCall
 from pbxd.apps.voicemail import Voicemail
 from pbxd.apps.voicemail_main import VoicemailMain
 
@@ -16,5 +17,6 @@ dial = Dial()
 playback = Playback()
 echo = Echo()
 menu = Menu()
+record_call = RecordCall()
 voicemail = Voicemail()
 voicemail_main = VoicemailMain()
