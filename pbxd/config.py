@@ -346,8 +346,9 @@ def _store(value: Any, state_dir: str) -> StoreConfig:
             file = v.path(file, "store.url", base_dir=state_dir)
         return StoreConfig(f"sqlite:{file}")
     if re.match(r"postgres(ql)?://", url):
-        return StoreConfig(url)
-    raise ConfigError("store.url", f"{url!r} is not sqlite:PATH or postgresql://...")
+        raise ConfigError("store.url", "PostgreSQL is not supported by this version;"
+                          " use sqlite:PATH (the default)")
+    raise ConfigError("store.url", f"{url!r} is not sqlite:PATH")
 
 
 def _plugins(value: Any, key: str) -> tuple[str, ...]:
