@@ -9,6 +9,7 @@ and turns any :class:`~pbxd.errors.ConfigError` into a one-line
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.python import usage
@@ -37,10 +38,21 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> Any:
-    """The server's ``MultiService`` for the loaded configuration."""
+    """The server's ``MultiService`` for the loaded configuration.
+
+    A configuration error found only while building (a certificate file that is
+    readable but not a certificate, say) stops twistd with one line naming the
+    file and the key, exit status 1, like the errors ``postOptions`` finds.
+    """
     from pbxd.service import make_service
 
-    service = make_service(options.loaded)
+    try:
+        service = make_service(options.loaded)
+    except ConfigError as e:
+        if e.file is None:
+            e.file = options["config"]
+        sys.stderr.write(f"twistd pbx: {e}\n")
+        raise SystemExit(1) from None
     freeze_startup_objects()
     return service
 

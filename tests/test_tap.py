@@ -161,3 +161,19 @@ def test_database_closes_only_after_every_part_has_stopped(tmp_path):
     pending.callback(None)
     assert database.pool.closed
     assert stopped.called
+
+
+def test_a_certificate_that_is_not_one_stops_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("junk\n")
+    path = write(tmp_path, GOOD.replace("extensions:", f"""  tls: {{certificate: {bad}, private_key: {bad}}}
+admin: {{listen: null}}
+extensions:"""))
+    options = tap.Options()
+    options.parseOptions(["-c", path])
+    with pytest.raises(SystemExit) as exit_:
+        tap.makeService(options)
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert path in err and "sip.tls.certificate" in err
