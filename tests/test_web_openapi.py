@@ -24,6 +24,7 @@ DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "admin-api.md"
 METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH")
 
 VM_ID = "msg-1700000000-0000abcd"
+REC_ID = "20231114-221320-00a00001"
 #: A valid request for every documented operation: path parameters and body.
 EXAMPLES = {
     ("GET", "/health"): ({}, None),
@@ -51,6 +52,9 @@ EXAMPLES = {
     ("GET", "/voicemail/{box}"): ({"box": "1000"}, None),
     ("GET", "/voicemail/{box}/{message}"): ({"box": "1000", "message": VM_ID}, None),
     ("DELETE", "/voicemail/{box}/{message}"): ({"box": "1000", "message": VM_ID}, None),
+    ("GET", "/recordings"): ({}, None),
+    ("GET", "/recordings/{id}"): ({"id": REC_ID}, None),
+    ("DELETE", "/recordings/{id}"): ({"id": REC_ID}, None),
 }
 
 
@@ -62,6 +66,7 @@ def _populated() -> Env:
     env.add_cdr("c1", 1.7e9, "1000", "2000")
     env.calls.add("1000", "2000")  # id 00a00001
     env.add_voicemail("1000", VM_ID)
+    assert env.add_recording("00a00001") == REC_ID
     return env
 
 

@@ -23,10 +23,12 @@ from pbxd.store.audit import SQLiteAuditStore
 from pbxd.store.cdr import SQLiteCDRStore
 from pbxd.store.extensions import ConfigExtensionStore
 from pbxd.store.extensions_db import SQLiteExtensionStore
+from pbxd.store.recordings import RecordingStore
 from pbxd.store.testing import memory_database
 from pbxd.store.voicemail import VoicemailStore
 from pbxd.voicemail.service import VoicemailService
 from pbxd.web import calls as calls_api
+from pbxd.web import recordings as recordings_api
 from pbxd.web import reload as reload_api
 from pbxd.web import voicemail as voicemail_api
 from pbxd.web.api import make_admin_site
@@ -149,10 +151,12 @@ class Env:
                                        self.clock)
         fired(self.vm_store.prepare())
         self.voicemail = VoicemailService(self.vm_store, self.extensions, VoicemailConfig())
+        self.recordings = RecordingStore(tempfile.mkdtemp(prefix="pbxd-rec-"))
         site_args.setdefault("extra_routes", [
             *calls_api.routes(self.calls, self.audit, self.extensions),
             *reload_api.routes(self.reloader, self.audit),
             *voicemail_api.routes(self.voicemail, self.vm_store, self.audit),
+            *recordings_api.routes(self.recordings, self.audit),
         ])
         self.site = make_admin_site(
             tokens=[
@@ -215,6 +219,20 @@ class Env:
             w.writeframes(b"\x00\x10" * int(seconds * 8000))
         return fired(self.vm_store.add_message(box, "2000", seconds, path, "Bob",
                                                message_id=message_id))
+
+    def add_recording(self, call_id: str = "00a00001", start: float = NOW,
+                      seconds: float = 1.0, *, finished: bool = True) -> str:
+        """A recording of ``seconds`` of a constant level between 1000 and 2000; its id."""
+        rec_id, path = self.recordings.begin(call_id, start, {
+            "caller": "1000", "callee": "2000", "channels": 1})
+        with wave.open(path, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(b"\x00\x10" * int(seconds * 8000))
+        if finished:
+            fired(self.recordings.finish(rec_id, {"seconds": seconds, "reason": "hangup"}))
+        return rec_id
 
     def audit_entries(self) -> list[dict[str, Any]]:
         return fired(self.audit.query(limit=1000))[0]

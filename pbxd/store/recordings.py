@@ -22,6 +22,7 @@ deleted. :class:`RetentionSweeper` deletes recordings older than
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -135,7 +136,7 @@ class RecordingStore:
             return maybeDeferred(_refuse, rec_id)
         return self._run(lambda: self._remove(rec_id))
 
-    def sweep(self, before: float) -> Deferred[list[str]]:
+    def sweep(self, before: float) -> Deferred[builtins.list[str]]:
         """Delete every finished recording that started before ``before`` (epoch);
         fires with the ids deleted."""
         active = set(self.active)

@@ -60,7 +60,7 @@ def reference_markdown(document: dict[str, Any]) -> str:
 
 
 def _document() -> dict[str, Any]:
-    from pbxd.web import calls, reload, voicemail
+    from pbxd.web import calls, recordings, reload, voicemail
     from pbxd.web.api import API_BASE, make_routes
     from pbxd.web.openapi import build_document
 
@@ -71,7 +71,8 @@ def _document() -> dict[str, Any]:
     routes = make_routes(clock=_Clock(), location=None, bans=None, extensions=None,
                          cdr_store=None, audit_store=None,
                          extra_routes=[*calls.routes(None, None), *reload.routes(None, None),
-                                       *voicemail.routes(None, None, None)])
+                                       *voicemail.routes(None, None, None),
+                                       *recordings.routes(None, None)])
     return build_document(routes, base=API_BASE)
 
 
