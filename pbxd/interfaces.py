@@ -25,7 +25,7 @@ class ISIPTransport(Interface):
     local_address = Attribute("(host, port) this transport listens on / is bound to")
     peer = Attribute("(host, port) of the remote end for a stream connection, None for UDP")
 
-    def send(data: bytes, address: tuple[str, int]) -> bool:  # type: ignore[misc]
+    def send(data: bytes, address: tuple[str, int]) -> bool:  # type: ignore[misc, empty-body]
         """Send one serialized message. ``address`` is ignored by stream
         connections (they have one peer). Returns False if it could not be sent."""
 
@@ -33,20 +33,20 @@ class ISIPTransport(Interface):
 class ISIPMessageReceiver(Interface):
     """The SIP controller as seen by the transports."""
 
-    def messageReceived(message, transport, source) -> None:  # type: ignore[misc]
+    def messageReceived(message, transport, source) -> None:  # type: ignore[misc, empty-body]
         """A parsed request or response arrived from ``source`` (host, port)."""
 
-    def malformedReceived(error, transport, source) -> None:  # type: ignore[misc]
+    def malformedReceived(error, transport, source) -> None:  # type: ignore[misc, empty-body]
         """Input from ``source`` failed to parse (a SIPParseError)."""
 
-    def connectionLost(transport) -> None:  # type: ignore[misc]
+    def connectionLost(transport) -> None:  # type: ignore[misc, empty-body]
         """A stream connection closed (bindings and transactions on it may go)."""
 
 
 class IConnector(Interface):
     """Finds or opens a transport to reach a SIP destination (used for requests we originate)."""
 
-    def transportFor(transport_name: str, address: tuple[str, int]):  # type: ignore[misc]
+    def transportFor(transport_name: str, address: tuple[str, int]):  # type: ignore[misc, empty-body]
         """Return an ISIPTransport for ``transport_name`` ('UDP'/'TCP'/'TLS') to ``address``:
         an existing connection from/to that peer if there is one, the UDP port,
         or a Deferred firing with a new outbound connection."""
@@ -55,10 +55,10 @@ class IConnector(Interface):
 class IRequestHandler(Interface):
     """Upper layer (calls) that takes dialog-creating and in-dialog requests from the controller."""
 
-    def requestReceived(request, server_transaction) -> None:  # type: ignore[misc]
+    def requestReceived(request, server_transaction) -> None:  # type: ignore[misc, empty-body]
         """A request that is not REGISTER/OPTIONS and passed validation and authentication."""
 
-    def ackReceived(request, transport, source) -> None:  # type: ignore[misc]
+    def ackReceived(request, transport, source) -> None:  # type: ignore[misc, empty-body]
         """An ACK for a 2xx (it has no transaction of its own)."""
 
 
@@ -70,40 +70,40 @@ class IRequestHandler(Interface):
 class IExtensionStore(Interface):
     """Where extensions and their credentials are found."""
 
-    def getExtension(number: str):  # type: ignore[misc]
+    def getExtension(number: str):  # type: ignore[misc, empty-body]
         """Deferred firing with an Extension or None."""
 
 
 class ILocationStore(Interface):
     """Durable copy of registrar bindings."""
 
-    def load():  # type: ignore[misc]
+    def load():  # type: ignore[misc, empty-body]
         """Deferred firing with the list of stored bindings (expired ones already dropped)."""
 
-    def save(binding):  # type: ignore[misc]
+    def save(binding):  # type: ignore[misc, empty-body]
         """Deferred: insert or replace one binding."""
 
-    def remove(aor: str, contact: str):  # type: ignore[misc]
+    def remove(aor: str, contact: str):  # type: ignore[misc, empty-body]
         """Deferred: delete one binding."""
 
 
 class IBanStore(Interface):
     """Durable copy of IP bans."""
 
-    def load():  # type: ignore[misc]
+    def load():  # type: ignore[misc, empty-body]
         """Deferred firing with a list of (address, until_epoch, reason)."""
 
-    def save(address: str, until: float, reason: str):  # type: ignore[misc]
+    def save(address: str, until: float, reason: str):  # type: ignore[misc, empty-body]
         """Deferred."""
 
-    def remove(address: str):  # type: ignore[misc]
+    def remove(address: str):  # type: ignore[misc, empty-body]
         """Deferred."""
 
 
 class ICDRStore(Interface):
     """Call detail records."""
 
-    def write(cdr) -> object:  # type: ignore[misc]
+    def write(cdr) -> object:  # type: ignore[misc, empty-body]
         """Deferred firing once the record is durable."""
 
 
@@ -182,20 +182,20 @@ class ICallContext(Interface):
     hungup = Attribute("bool: True once the call has ended (either side)")
     hangup_cause = Attribute("str | None: why it ended, a key of HANGUP_CAUSES, once ended")
 
-    def answer():  # type: ignore[misc]
+    def answer():  # type: ignore[misc, empty-body]
         """Answer the call (200 OK with media). Deferred firing with None once answered
         (at once if it already is)."""
 
-    def hangup(cause: str = "normal"):  # type: ignore[misc]
+    def hangup(cause: str = "normal"):  # type: ignore[misc, empty-body]
         """End the call with ``cause`` (a key of HANGUP_CAUSES): BYE if answered, else the
         final response the cause maps to. Deferred firing with None once ended;
         idempotent (a second call fires at once)."""
 
-    def when_hungup():  # type: ignore[misc]
+    def when_hungup():  # type: ignore[misc, empty-body]
         """A new Deferred firing with the hangup cause (str) when the call ends (at once
         if it has). Never fails. Use it to stop timers or race a long operation."""
 
-    def play(prompt: str, interrupt_digits: str = ""):  # type: ignore[misc]
+    def play(prompt: str, interrupt_digits: str = ""):  # type: ignore[misc, empty-body]
         """Play one prompt to the caller, paced in real time: a prompt name (see
         :func:`pbxd.prompts.resolve_prompt`), a path to an 8 kHz mono 16-bit WAV file, or a
         tone ``tone:ringback`` / ``tone:busy`` / ``tone:beep`` (played for one cadence).
@@ -206,14 +206,14 @@ class ICallContext(Interface):
         buffered digit counts; other digits stay buffered). Fails with
         ``FileNotFoundError``/``ValueError`` for an unknown prompt or unusable file."""
 
-    def collect_digits(max_digits: int = 1, timeout: float = 5.0,  # type: ignore[misc]
+    def collect_digits(max_digits: int = 1, timeout: float = 5.0,  # type: ignore[misc, empty-body]
                        terminators: str = "#", first_timeout: float | None = None):
         """Collect up to ``max_digits`` digits. Fires with the digits collected (without a
         terminator) when ``max_digits`` are in, a terminator is pressed, or ``timeout``
         seconds pass without a digit (``first_timeout`` for the first one, if given);
         ``""`` if nothing was pressed."""
 
-    def record(path: str, max_seconds: float = 60.0,  # type: ignore[misc]
+    def record(path: str, max_seconds: float = 60.0,  # type: ignore[misc, empty-body]
                silence_seconds: float = 0.0, stop_digits: str = "#"):
         """Record the caller to ``path`` (8 kHz mono 16-bit WAV; parent directories must
         exist). Stops after ``max_seconds``, after ``silence_seconds`` of silence (0:
@@ -221,11 +221,11 @@ class ICallContext(Interface):
         ``{"path": str, "seconds": float, "reason": "max"|"silence"|"digit"|"hangup",
         "digit": str}``; it does not fail on hangup."""
 
-    def echo():  # type: ignore[misc]
+    def echo():  # type: ignore[misc, empty-body]
         """Send the caller's own audio back to them until the call ends. Fires with None
         when the call ends (it does not fail with CallHungUp)."""
 
-    def dial(targets, timeout: float = 30.0):  # type: ignore[misc]
+    def dial(targets, timeout: float = 30.0):  # type: ignore[misc, empty-body]
         """Ring ``targets`` (a sequence of extension numbers or SIP URIs) all at once for
         at most ``timeout`` seconds; the caller hears ring-back meanwhile. The first to
         answer is bridged with the caller (the others are cancelled) and the Deferred
@@ -235,16 +235,16 @@ class ICallContext(Interface):
         ``"CHANUNAVAIL"`` (no target reachable: not registered, unknown, errors) or
         ``"CANCEL"`` (the caller hung up while ringing). Never fails with CallHungUp."""
 
-    def bridge(other):  # type: ignore[misc]
+    def bridge(other):  # type: ignore[misc, empty-body]
         """Connect this call's audio with ``other`` (another ICallContext, answered).
         Fires with None when either side hangs up."""
 
-    def transfer(target: str):  # type: ignore[misc]
+    def transfer(target: str):  # type: ignore[misc, empty-body]
         """Blind-transfer the caller to ``target`` (number or SIP URI). Fires with True if
         the caller was handed over (this call then ends with cause ``normal``), False if
         the transfer was refused."""
 
-    def service(interface):  # type: ignore[misc]
+    def service(interface):  # type: ignore[misc, empty-body]
         """The provider of ``interface`` (a layer-0 interface such as
         :class:`IVoicemailService`) that the server makes available to applications, so an
         application reaches shared services without importing lower layers. Raises
@@ -263,7 +263,7 @@ class IDialplanApplication(Interface):
 
     name = Attribute("the name used in the dialplan, e.g. 'dial' (letters, digits, _ . -)")
 
-    def execute(call, args):  # type: ignore[misc]
+    def execute(call, args):  # type: ignore[misc, empty-body]
         """Run on ``call`` (an ICallContext) with ``args`` from the dialplan (any YAML value,
         ``${...}`` already substituted). Return a Deferred firing with None to go on with the
         next step or a :class:`Goto` to jump. A failure ends the call with cause
@@ -292,56 +292,56 @@ class IVoicemailService(Interface):
     silence_seconds = Attribute("float: a message stops after this much silence (0: never)")
     max_messages = Attribute("int: messages a box holds at most (new and old)")
 
-    def box_exists(box: str):  # type: ignore[misc]
+    def box_exists(box: str):  # type: ignore[misc, empty-body]
         """Deferred[bool]: True if ``box`` is a voicemail box (an extension)."""
 
-    def recording_path(box: str):  # type: ignore[misc]
+    def recording_path(box: str):  # type: ignore[misc, empty-body]
         """A fresh temporary WAV path on the box's file system (its directory exists) for
         ``ICallContext.record``; hand it to :meth:`save` or :meth:`set_greeting`, or to
         :meth:`discard`."""
 
-    def discard(path: str):  # type: ignore[misc]
+    def discard(path: str):  # type: ignore[misc, empty-body]
         """Delete a temporary recording that will not be kept (no error if gone)."""
 
-    def save(box: str, caller: str, duration: float, temp_path: str,  # type: ignore[misc]
+    def save(box: str, caller: str, duration: float, temp_path: str,  # type: ignore[misc, empty-body]
              caller_name: str = ""):
         """Move the recording at ``temp_path`` into ``box`` as a new message. Fires with
         the message dict once the file is in place and fsync'ed and the index row
         committed; then message-waiting listeners are told the new counts."""
 
-    def counts(box: str):  # type: ignore[misc]
+    def counts(box: str):  # type: ignore[misc, empty-body]
         """Deferred[tuple[int, int]]: (new, old) messages of ``box``."""
 
-    def messages(box: str):  # type: ignore[misc]
+    def messages(box: str):  # type: ignore[misc, empty-body]
         """Deferred[list[message]]: new messages first, then old, each oldest first."""
 
-    def mark_old(box: str, message_id: str):  # type: ignore[misc]
+    def mark_old(box: str, message_id: str):  # type: ignore[misc, empty-body]
         """Deferred[bool]: move a new message to the old folder (False if unknown);
         listeners hear the new counts."""
 
-    def delete(box: str, message_id: str):  # type: ignore[misc]
+    def delete(box: str, message_id: str):  # type: ignore[misc, empty-body]
         """Deferred[bool]: delete a message, index and file (False if unknown)."""
 
-    def greeting(box: str, kind: str):  # type: ignore[misc]
+    def greeting(box: str, kind: str):  # type: ignore[misc, empty-body]
         """Deferred[str | None]: the path of the box's own ``kind`` greeting (one of
         :data:`GREETING_KINDS`), None when it has none (play a default prompt)."""
 
-    def set_greeting(box: str, kind: str, temp_path: str):  # type: ignore[misc]
+    def set_greeting(box: str, kind: str, temp_path: str):  # type: ignore[misc, empty-body]
         """Deferred[str]: keep the recording at ``temp_path`` as the box's ``kind``
         greeting (durably, replacing the old one); fires with its path."""
 
-    def check_pin(box: str, pin: str):  # type: ignore[misc]
+    def check_pin(box: str, pin: str):  # type: ignore[misc, empty-body]
         """Deferred[bool]: True if ``pin`` opens ``box`` (constant-time comparison).
         A box without a PIN cannot be opened."""
 
-    def set_pin(box: str, pin: str):  # type: ignore[misc]
+    def set_pin(box: str, pin: str):  # type: ignore[misc, empty-body]
         """Deferred[None]: change the box's PIN (4-12 digits, else ValueError)."""
 
-    def report_failed_login(box: str, call_id: str):  # type: ignore[misc]
+    def report_failed_login(box: str, call_id: str):  # type: ignore[misc, empty-body]
         """A wrong PIN was entered on call ``call_id``: counted like a failed SIP
         authentication from the caller's address (bans)."""
 
-    def subscribe(listener):  # type: ignore[misc]
+    def subscribe(listener):  # type: ignore[misc, empty-body]
         """Call ``listener(box, new, old)`` after every change of a box's counts.
         Returns a callable that removes the listener."""
 
@@ -357,14 +357,14 @@ class IRecordingService(Interface):
     recording (``recording``: its id in the admin API's ``/recordings``).
     """
 
-    def record(call_id: str, stereo: bool | None = None,  # type: ignore[misc]
+    def record(call_id: str, stereo: bool | None = None,  # type: ignore[misc, empty-body]
                announce: bool | None = None) -> None:
         """Mark call ``call_id`` (``ICallContext.call_id``) for recording; None takes the
         ``recording:`` section's default. Marking again replaces the options."""
 
-    def unmark(call_id: str) -> bool:  # type: ignore[misc]
+    def unmark(call_id: str) -> bool:  # type: ignore[misc, empty-body]
         """Bridges made from now on are not recorded (one already recording goes on);
         False if the call was not marked."""
 
-    def is_marked(call_id: str) -> bool:  # type: ignore[misc]
+    def is_marked(call_id: str) -> bool:  # type: ignore[misc, empty-body]
         """True if ``call_id`` was marked with :meth:`record`."""

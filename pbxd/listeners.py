@@ -107,6 +107,7 @@ class _Listener(Service):
     """
 
     what = "SIP"
+    transport_name = ""
 
     def __init__(self, reactor: Any, description: str) -> None:
         self.reactor = reactor

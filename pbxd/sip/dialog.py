@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pbxd.sip.message import Request, Response
-from pbxd.sip.uri import URI, NameAddr
+from pbxd.sip.uri import URI, CSeq, NameAddr
 
 BRANCH_MAGIC = "z9hG4bK"
 
@@ -66,18 +66,19 @@ class Dialog:
         cls, request: Request, local_tag: str, local_contact: str, transport: Any, source: tuple[str, int]
     ) -> Dialog:
         """The dialog a UAS creates when it answers ``request`` (RFC 3261 12.1.1)."""
+        call_id, from_, to, cseq = mandatory(request)
         contacts = request.contacts
-        target = contacts[0].uri if contacts else request.from_.uri
+        target = contacts[0].uri if contacts else from_.uri
         return cls(
-            call_id=request.call_id,
+            call_id=call_id,
             local_tag=local_tag,
-            remote_tag=request.from_.tag or "",
-            local_uri=_without_tag(request.to),
-            remote_uri=_without_tag(request.from_),
+            remote_tag=from_.tag or "",
+            local_uri=_without_tag(to),
+            remote_uri=_without_tag(from_),
             remote_target=target,
             route_set=list(request.record_routes),
             local_cseq=secrets.randbelow(2**20) + 1,
-            remote_cseq=request.cseq.seq,
+            remote_cseq=cseq.seq,
             local_contact=local_contact,
             transport=transport,
             address=source,
@@ -89,17 +90,19 @@ class Dialog:
         cls, request: Request, response: Response, transport: Any, address: tuple[str, int]
     ) -> Dialog:
         """The dialog a UAC creates from a 2xx/101-199 with a To tag (RFC 3261 12.1.2)."""
+        call_id, from_, to, cseq = mandatory(request)
+        remote_tag = mandatory(response)[2].tag or ""
         contacts = response.contacts
         target = contacts[0].uri if contacts else request.uri
         return cls(
-            call_id=request.call_id,
-            local_tag=request.from_.tag or "",
-            remote_tag=response.to.tag or "",
-            local_uri=_without_tag(request.from_),
-            remote_uri=_without_tag(request.to),
+            call_id=call_id,
+            local_tag=from_.tag or "",
+            remote_tag=remote_tag,
+            local_uri=_without_tag(from_),
+            remote_uri=_without_tag(to),
             remote_target=target,
             route_set=list(reversed(response.record_routes)),
-            local_cseq=request.cseq.seq,
+            local_cseq=cseq.seq,
             remote_cseq=None,
             local_contact=request.get("Contact") or "",
             transport=transport,
@@ -154,7 +157,7 @@ class Dialog:
 
         False means it is out of order and must be answered 500.
         """
-        seq = request.cseq.seq
+        seq = mandatory(request)[3].seq
         if request.method in ("ACK", "CANCEL"):
             return True
         if self.remote_cseq is not None and seq <= self.remote_cseq:
@@ -176,4 +179,17 @@ def _without_tag(addr: NameAddr) -> NameAddr:
 
 def dialog_id_of(request: Request) -> DialogId:
     """The id of the dialog an incoming request belongs to, seen from our side."""
-    return (request.call_id, request.to.tag or "", request.from_.tag or "")
+    call_id, from_, to, _ = mandatory(request)
+    return (call_id, to.tag or "", from_.tag or "")
+
+
+def mandatory(message: Request | Response) -> tuple[str, NameAddr, NameAddr, CSeq]:
+    """Call-ID, From, To and CSeq of a message that passed validation.
+
+    The controller answers 400 to a request missing any of them before a dialog
+    sees it; a message that still lacks one here is a ValueError.
+    """
+    call_id, from_, to, cseq = message.call_id, message.from_, message.to, message.cseq
+    if call_id is None or from_ is None or to is None or cseq is None:
+        raise ValueError("a dialog message needs Call-ID, From, To and CSeq")
+    return call_id, from_, to, cseq
