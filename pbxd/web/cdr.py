@@ -42,6 +42,8 @@ CDR_SCHEMA: dict[str, Any] = {
         "hangup_side": {"type": ["string", "null"]},
         "codecs": {"type": "array"},
         "media": {"type": "object"},
+        "recording": {"type": "string",
+                      "description": "the call's recording (an id of /recordings); absent if none"},
     },
 }
 
