@@ -14,6 +14,7 @@ over the connection it registered on (the only way through most NATs).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -49,10 +50,12 @@ CRLF_PONG = b"\r\n"
 Address = tuple[str, int]
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_host(host: str) -> str:
     """An IP literal in canonical form: IPv4-mapped IPv6 becomes IPv4, IPv6 compressed.
 
-    Anything that is not an IP literal is returned lower-cased.
+    Anything that is not an IP literal is returned lower-cased. Cached (bounded): it
+    runs on every datagram received and sent, and ``ipaddress`` parsing costs µs.
     """
     host = host.strip("[]")
     try:
