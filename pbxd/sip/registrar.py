@@ -39,6 +39,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred, succeed
 from twisted.logger import Logger
 
+from pbxd import debuglog
 from pbxd.sip.message import make_response
 
 
@@ -166,12 +167,17 @@ class Registrar:
             return self._answer(request, txn, reject.status, reject.reason, **reject.headers)
         if not save and not remove:
             return self._ok(request, txn, self.location.bindings(aor))
+        known = {b.contact for b in self.location.bindings(aor)}
         d = self.location.commit(aor, save, remove)
 
         def committed(current: list[Any]) -> None:
             now = self.clock.seconds()
             for b in save:
-                self.log.info(
+                # a new binding is worth an info line; a refresh of a known one is
+                # routine (every phone, every few minutes): debug, with PBXD_DEBUG only
+                if b.contact in known and not debuglog.ENABLED:
+                    continue
+                (self.log.debug if b.contact in known else self.log.info)(
                     "{txn} REGISTER {aor}: {contact} for {expires}s via {transport} {peer}",
                     txn=getattr(txn, "id", None),
                     aor=aor,
