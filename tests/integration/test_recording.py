@@ -12,6 +12,7 @@ right one, and both phones hear "this call is recorded" and then each other.
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import time
 import urllib.request
@@ -149,3 +150,30 @@ def test_record_call_stereo_announced_keeps_each_party_on_its_channel(
         announcement = pcm[int(0.2 * rate):int(1.2 * rate)]
         assert np.sqrt(np.mean(announcement.astype(float) ** 2)) > 100, describe_wav(heard)
         assert not has_tone(announcement, tone, min_ratio=0.5), describe_wav(heard)
+
+
+@pytest.mark.needs_baresip
+@pytest.mark.needs_sox
+def test_sigterm_during_a_recorded_call_leaves_the_recording_complete(
+        pbx_factory, baresip_factory, tmp_path):
+    pbx = pbx_factory(overrides={"recording": {"extensions": ["*"]},
+                                 "calls": {"drain_time": 0}})
+    a = phone(baresip_factory, pbx, tmp_path, "a", "1000", 440)
+    b = phone(baresip_factory, pbx, tmp_path, "b", "1001", 880)
+    a.dial(f"sip:1001@127.0.0.1:{pbx.udp_port}")
+    a.wait_event("CALL_ESTABLISHED")
+    b.wait_event("CALL_ESTABLISHED")
+    time.sleep(3.0)
+    pbx.proc.send_signal(signal.SIGTERM)
+    assert pbx.proc.wait(timeout=10) in (0, -signal.SIGTERM)
+    a.wait_event("CALL_CLOSED", timeout=5)
+    folder = pbx.state_dir / "recordings"
+    (meta_path,) = folder.glob("*.json")  # the server is gone: what it left is final
+    meta = json.loads(meta_path.read_text())
+    assert meta["reason"] == "hangup" and 2.0 < meta["seconds"] < 5.0, meta
+    wav = folder / f"{meta['id']}.wav"
+    samples, rate = read_wav(wav)
+    assert abs(len(samples) / rate - meta["seconds"]) < 0.05
+    body = (samples[int(0.5 * rate):] * 32767).astype(np.int16)
+    assert has_tone(body, 440) and has_tone(body, 880), describe_wav(wav)
+    assert wait_cdr(pbx, timeout=0)["recording"] == meta["id"]
