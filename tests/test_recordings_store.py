@@ -130,3 +130,27 @@ def test_sweep_interval_can_change_while_running(tmp_path) -> None:
     made(store, "c1", T0 - 2 * DAY)
     clock.advance(60)
     assert fired(store.list()) == []
+
+
+def test_final_metadata_waits_for_the_first_write_of_a_thread_pool(tmp_path) -> None:
+    from twisted.internet.defer import Deferred
+
+    queued: list[tuple[Any, Deferred]] = []
+
+    def run_later(f: Any) -> Deferred:  # a pool whose jobs finish when the test says
+        d: Deferred = Deferred()
+        queued.append((f, d))
+        return d
+
+    store = RecordingStore(str(tmp_path / "rec"), run_blocking=run_later)
+    rec_id, _path = store.begin("c1", T0, {"caller": "1000"})
+    finished = store.finish(rec_id, {"seconds": 3.0})
+    assert len(queued) == 1  # the final write is not started before the first is done
+    f, d = queued.pop()
+    d.callback(f())
+    f, d = queued.pop()
+    d.callback(f())
+    assert fired(finished)["seconds"] == 3.0 and rec_id not in store.active
+    with open(os.path.join(store.folder, f"{rec_id}.json")) as fh:
+        assert json.load(fh) == {"id": rec_id, "call_id": "c1", "caller": "1000",
+                                 "start": T0, "seconds": 3.0}

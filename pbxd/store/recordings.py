@@ -56,6 +56,7 @@ class RecordingStore:
         self._run: RunBlocking = run_blocking or (lambda f: maybeDeferred(f))
         self.active: set[str] = set()
         """Ids of the recordings in progress."""
+        self._first: dict[str, Deferred[Any]] = {}  # the metadata write of begin(), running
 
     # -- recording ---------------------------------------------------------------
 
@@ -70,8 +71,11 @@ class RecordingStore:
             rec_id = f"{base}-{n}"
         self.active.add(rec_id)
         record = {"id": rec_id, "call_id": call_id, "start": start, **meta}
-        self._run(lambda: self._write_meta(rec_id, record, durable=False)).addErrback(
+        first = self._run(lambda: self._write_meta(rec_id, record, durable=False))
+        first.addErrback(
             lambda f: self.log.failure("metadata of recording {id} not written", f, id=rec_id))
+        self._first[rec_id] = first
+        first.addBoth(self._first_written, rec_id)
         return rec_id, self._wav(rec_id)
 
     def finish(self, rec_id: str, meta: dict[str, Any]) -> Deferred[dict[str, Any]]:
@@ -86,7 +90,15 @@ class RecordingStore:
             self.active.discard(rec_id)
             return result
 
-        return self._run(write).addBoth(done)
+        first = self._first.get(rec_id)  # never overtaken by the first write (thread pool)
+        if first is None:
+            return self._run(write).addBoth(done)
+        after: Deferred[dict[str, Any]] = Deferred()
+        first.addBoth(lambda _: self._run(write).addBoth(done).chainDeferred(after))
+        return after
+
+    def _first_written(self, result: Any, rec_id: str) -> None:
+        self._first.pop(rec_id, None)
 
     # -- reading -----------------------------------------------------------------
 
