@@ -101,10 +101,11 @@ class OutboundLeg(Leg):
             else:
                 self._ack_and_bye(response)  # a second dialog from a forking downstream
             return
-        self.dialog = Dialog.as_uac(self.invite, response, self.transport, self.address)
-        self.dialog.local_contact = self.invite.get("Contact") or ""
+        invite, address, seq = self._sent()
+        self.dialog = Dialog.as_uac(invite, response, self.transport, address)
+        self.dialog.local_contact = invite.get("Contact") or ""
         self.registry.bind(self.dialog.id, self)
-        self._ack = self.dialog.make_request("ACK", cseq=self.invite.cseq.seq)
+        self._ack = self.dialog.make_request("ACK", cseq=seq)
         self.ua.send_ack(self._ack, self.transport, self.address)
         self.final_status = response.status
         if self.state is LegState.TERMINATING:  # 2xx crossed our CANCEL
@@ -115,11 +116,24 @@ class OutboundLeg(Leg):
         self.call.leg_answered(self, response)
 
     def _ack_and_bye(self, response: Any) -> None:
-        other = Dialog.as_uac(self.invite, response, self.transport, self.address)
-        ack = other.make_request("ACK", cseq=self.invite.cseq.seq)
+        invite, address, seq = self._sent()
+        other = Dialog.as_uac(invite, response, self.transport, address)
+        ack = other.make_request("ACK", cseq=seq)
         self.ua.send_ack(ack, self.transport, self.address)
         self.ua.send_request(other.make_request("BYE"), self.transport, self.address,
                              on_response=None, on_timeout=None)
+
+    def _sent(self) -> tuple[Request, tuple[str, int], int]:
+        """The INVITE we sent, where it went and its CSeq number.
+
+        A 2xx only comes through the transaction :meth:`_send_invite` created,
+        so all three are set; anything else is a bug, reported as such.
+        """
+        invite, address = self.invite, self.address
+        cseq = invite.cseq if invite is not None else None
+        if invite is None or address is None or cseq is None:
+            raise RuntimeError(f"leg {self.id}: a 2xx for an INVITE that was not sent")
+        return invite, address, cseq.seq
 
     def _failed(self, status: int, reason: str, response: Any = None) -> None:
         if not self.can("reject"):
