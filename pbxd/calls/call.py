@@ -87,6 +87,17 @@ def best_status(statuses: list[int]) -> int:
     return min(statuses)
 
 
+def _peer_ip(leg: Leg) -> str:
+    """The IP the leg's signalling comes from (media is only latched from it).
+
+    An inbound leg has it from its INVITE, a fork once it sent its own; a call
+    event from a leg without one is a bug, reported as such.
+    """
+    if leg.address is None:
+        raise RuntimeError(f"leg {leg.id}: no signalling address yet")
+    return leg.address[0]
+
+
 class Call:
     """One call between an extension and the bindings of its target(s)."""
 
@@ -160,7 +171,7 @@ class Call:
             return
         bridge(a_media, b_media)
         self.offer = offer
-        self.a_sdp = LegSdp(a_media, deps.sdp_address(a.transport, a.address), a.address[0])
+        self.a_sdp = LegSdp(a_media, deps.sdp_address(a.transport, a.address), _peer_ip(a))
         self.a_sdp.received(offer)
         first = targets[0].destination
         self.b_sdp = LegSdp(b_media, deps.sdp_address(*first))
@@ -193,8 +204,9 @@ class Call:
         except SDPParseError:
             sdp = None
         if sdp is not None and audio_stream(sdp) is not None:
-            self.b_sdp.received(sdp, fork.address[0])
-            self.a.provisional(response.status, self.a_sdp.outgoing(sdp), SDP)
+            a_sdp, b_sdp = self._sdps()
+            b_sdp.received(sdp, _peer_ip(fork))
+            self.a.provisional(response.status, a_sdp.outgoing(sdp), SDP)
         else:
             self.a.provisional(response.status if response.status != 183 else 180)
 
@@ -214,6 +226,7 @@ class Call:
             self.failures.append((488, "Not Acceptable Here"))
             self._maybe_all_failed()
             return
+        a_sdp, b_sdp = self._sdps()
         self.winner = fork
         self._fire("answer")
         self.answered_at = self.deps.clock.seconds()
@@ -221,11 +234,11 @@ class Call:
         for other in self.forks:
             if other is not fork:
                 other.hangup("answered elsewhere")
-        self.b_sdp.received(sdp, fork.address[0])
-        self.a.answer(self.a_sdp.outgoing(sdp), SDP)
-        self.a_sdp.media.allow_latch()
-        self.b_sdp.media.allow_latch()
-        self.codecs = self.b_sdp.codecs(self.offer)
+        b_sdp.received(sdp, _peer_ip(fork))
+        self.a.answer(a_sdp.outgoing(sdp), SDP)
+        a_sdp.media.allow_latch()
+        b_sdp.media.allow_latch()
+        self.codecs = b_sdp.codecs(self.offer)
         self.log.info("call {call}: answered by {leg} ({codecs})", call=self.id, leg=fork.id,
                       codecs=",".join(self.codecs))
 
@@ -323,8 +336,15 @@ class Call:
             return self.winner
         return self.a if leg is self.winner else None
 
+    def _sdps(self) -> tuple[LegSdp, LegSdp]:
+        """Both legs' media state: :meth:`start` sets it before any fork exists."""
+        if self.a_sdp is None or self.b_sdp is None:
+            raise RuntimeError(f"call {self.id}: a leg event before the media was anchored")
+        return self.a_sdp, self.b_sdp
+
     def _sdp_of(self, leg: Leg) -> LegSdp:
-        return self.a_sdp if leg is self.a else self.b_sdp
+        a_sdp, b_sdp = self._sdps()
+        return a_sdp if leg is self.a else b_sdp
 
     @property
     def on_hold(self) -> bool:
@@ -333,7 +353,8 @@ class Call:
 
     def silence(self, now: float) -> float | None:
         """Seconds since either leg last received RTP (None before the answer, on hold)."""
-        if self.state is not CallState.ANSWERED or self.on_hold or self.a_sdp is None:
+        if (self.state is not CallState.ANSWERED or self.on_hold or self.a_sdp is None
+                or self.b_sdp is None):
             return None
         last = max(self.a_sdp.media.last_received, self.b_sdp.media.last_received,
                    self.answered_at or 0.0)
