@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,7 +159,7 @@ class MWIService:
         self._notify(sub)
 
     def _respond(self, txn: Any, request: Any, status: int, *, tag: str | None = None,
-                 dialog: Dialog | None = None, headers: list[tuple[str, str]] = (),
+                 dialog: Dialog | None = None, headers: Sequence[tuple[str, str]] = (),
                  reason: str | None = None) -> None:
         response = make_response(request, status, reason,
                                  to_tag=tag or (None if request.to.tag else new_tag()))
