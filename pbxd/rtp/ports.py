@@ -55,7 +55,8 @@ class QuietUDPPort(udp.Port):
         self._realPortNumber = skt.getsockname()[1]
         self.connected = 1
         self.socket = skt
-        self.fileno = self.socket.fileno
+        # as udp.Port._bindSocket does; Twisted's stubs declare fileno a method
+        self.fileno = self.socket.fileno  # type: ignore[method-assign]
 
     def connectionLost(self, reason: Any = None) -> None:
         self._realPortNumber = None
