@@ -50,7 +50,7 @@ def stream_limits(config: Config) -> dict[str, Any]:
 
 def listener_service(
     spec: ListenSpec, stack: Any, reactor: Any, config: Config, tls: Any
-) -> Service:
+) -> _Listener:
     """One service for one ``sip.listen`` entry."""
     max_size = config.sip.max_message_size
     if spec.transport == "UDP":
