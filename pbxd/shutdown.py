@@ -87,6 +87,8 @@ class PBXService(MultiService):
     def __init__(self) -> None:
         super().__init__()
         self.drainer: Drainer | None = None
+        # the pbxd.reload.Reloader (set by pbxd.service; reload is a sibling layer, not imported)
+        self.reloader: Any = None
 
     def stopService(self) -> Deferred:
         """Drain, then stop every child (the calls end, the database closes last)."""
