@@ -259,10 +259,15 @@ class AdminToken:
 
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
-    """``admin:`` the JSON API and web page. ``listen`` None disables it."""
+    """``admin:`` the JSON API and web page. ``listen`` None disables it.
+
+    ``rate_limit``: requests per source IP per window over the whole API
+    (429 beyond it; trusted networks exempt; 0 requests disables it).
+    """
 
     listen: str | None = "tcp:8080:interface=127.0.0.1"
     tokens: tuple[AdminToken, ...] = ()
+    rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 10.0))
 
 
 @dataclass(frozen=True, slots=True)

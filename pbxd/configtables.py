@@ -19,6 +19,7 @@ from pbxd.configschema import (
     Extension,
     LimitsConfig,
     OverloadConfig,
+    RateLimit,
     Rule,
     Step,
 )
@@ -143,8 +144,9 @@ def _step(value: Any, key: str) -> Step:
 
 
 def admin(value: Any) -> AdminConfig:
-    """``admin:`` the API listener (a tcp:/tcp6:/ssl: endpoint or null) and its tokens."""
-    s, d = v.Section(value, "admin", ("listen", "tokens")), AdminConfig()
+    """``admin:`` the API listener (a tcp:/tcp6:/ssl: endpoint or null), its tokens
+    and its per-source request rate limit."""
+    s, d = v.Section(value, "admin", ("listen", "tokens", "rate_limit")), AdminConfig()
 
     def listen(item: Any, key: str) -> str:
         return v.listen_spec(item, key, types=v.STREAM_LISTEN_TYPES).endpoint
@@ -167,7 +169,13 @@ def admin(value: Any) -> AdminConfig:
             if other.name == name or other.sha256 == digest:
                 raise ConfigError(key, f"duplicate token (same name or secret as {other.name!r})")
         tokens.append(AdminToken(name, digest))
-    return AdminConfig(listen=s.get("listen", v.optional(listen), d.listen), tokens=tuple(tokens))
+    limit = v.Section(s.data.get("rate_limit"), "admin.rate_limit", ("requests", "window"))
+    rate_limit = RateLimit(
+        requests=limit.get("requests", v.integer, d.rate_limit.requests, low=0),
+        window=limit.get("window", v.duration, d.rate_limit.window),
+    )
+    return AdminConfig(listen=s.get("listen", v.optional(listen), d.listen), tokens=tuple(tokens),
+                       rate_limit=rate_limit)
 
 
 _LIMIT_KEYS = (

@@ -302,6 +302,9 @@ def register_hooks(reloader: Reloader, *, stores: Any, bans: Any, stack: Any, si
     if site is not None:
         reloader.register("admin tokens", lambda new, old: site.replace_tokens(new.admin.tokens),
                           sections=("admin.tokens",))
+        reloader.register("admin rate limit",
+                          lambda new, old: site.replace_rate_limit(new.admin.rate_limit),
+                          sections=("admin.rate_limit",))
     reloader.register("listeners", listeners.apply, check=listeners.check,
                       sections=("sip.listen", "sip.tls", "admin.listen"))
     reloader.register("calls", call_settings,

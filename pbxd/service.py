@@ -200,6 +200,8 @@ def build_admin(
         tokens=config.admin.tokens, clock=reactor, location=location, bans=bans,
         extensions=stores.extensions, cdr_store=stores.cdr, audit_store=stores.audit,
         metrics=metrics, extra_routes=extra_routes,
+        rate_limit_requests=config.admin.rate_limit.requests,
+        rate_limit_window=config.admin.rate_limit.window,
     )
     endpoint = endpoints.serverFromString(reactor, config.admin.listen)
     return HTTPListener(reactor, config.admin.listen, endpoint, site)

@@ -32,6 +32,54 @@ def _networks(items: Iterable[str | Network]) -> tuple[Network, ...]:
     )
 
 
+class TokenBuckets:
+    """Per-source token buckets: ``requests`` per ``window`` seconds, bursts up
+    to ``requests`` (``0`` lets everything through). Memory bounded: at most
+    ``max_sources`` buckets (oldest dropped first), idle ones dropped by
+    :meth:`sweep`. Shared by the SIP flood limiter (:class:`BanList`) and the
+    admin API's request limiter.
+    """
+
+    def __init__(self, requests: int, window: float, max_sources: int = 100_000) -> None:
+        self.requests = requests
+        self.window = window
+        self.max_sources = max_sources
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()  # ip -> [tokens, last]
+
+    def take(self, source: str, now: float) -> float:
+        """Spend one token of ``source``: 0.0 when it had one, else the
+        seconds until its next token (the request is refused)."""
+        if not self.requests:
+            return 0.0
+        capacity = float(self.requests)
+        rate = capacity / self.window
+        bucket = self._buckets.get(source)
+        if bucket is None:
+            bucket = self._buckets[source] = [capacity, now]
+            while len(self._buckets) > self.max_sources:
+                self._buckets.popitem(last=False)
+        else:
+            bucket[0] = min(capacity, bucket[0] + (now - bucket[1]) * rate)
+            bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return 0.0
+        return (1.0 - bucket[0]) / rate
+
+    def forget(self, source: str) -> None:
+        """Drop the bucket of ``source``."""
+        self._buckets.pop(source, None)
+
+    def sweep(self, now: float) -> None:
+        """Drop the buckets idle for a whole window (they are full again)."""
+        idle = now - self.window
+        for ip in [ip for ip, (_, last) in self._buckets.items() if last <= idle]:
+            del self._buckets[ip]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
 class BanList:
     """Who may talk to us.
 
@@ -71,8 +119,7 @@ class BanList:
         self.failure_window = failure_window
         self.ban_duration = ban_duration
         self.trusted_networks = _networks(trusted_networks)
-        self.rate_limit_requests = rate_limit_requests or 0
-        self.rate_limit_window = rate_limit_window
+        self._buckets = TokenBuckets(rate_limit_requests or 0, rate_limit_window, max_sources)
         self.store = store
         self.max_sources = max_sources
         self.sweep_interval = (
@@ -82,8 +129,25 @@ class BanList:
         )
         self._bans: dict[str, tuple[float, str]] = {}  # ip -> (until, reason)
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self._buckets: OrderedDict[str, list[float]] = OrderedDict()  # ip -> [tokens, last]
         self._next_sweep = clock.seconds() + self.sweep_interval
+
+    @property
+    def rate_limit_requests(self) -> int:
+        """Messages a source may send per :attr:`rate_limit_window` (0: no limit)."""
+        return self._buckets.requests
+
+    @rate_limit_requests.setter
+    def rate_limit_requests(self, value: int) -> None:
+        self._buckets.requests = value
+
+    @property
+    def rate_limit_window(self) -> float:
+        """The flood limiter's window in seconds."""
+        return self._buckets.window
+
+    @rate_limit_window.setter
+    def rate_limit_window(self, value: float) -> None:
+        self._buckets.window = value
 
     # ------------------------------------------------------------ queries
 
@@ -135,17 +199,7 @@ class BanList:
             return True
         now = self.clock.seconds()
         self._maybe_sweep(now)
-        capacity = float(self.rate_limit_requests)
-        bucket = self._buckets.get(ip)
-        if bucket is None:
-            bucket = self._buckets[ip] = [capacity, now]
-            self._cap(self._buckets)
-        else:
-            elapsed = now - bucket[1]
-            bucket[0] = min(capacity, bucket[0] + elapsed * capacity / self.rate_limit_window)
-            bucket[1] = now
-        if bucket[0] >= 1.0:
-            bucket[0] -= 1.0
+        if not self._buckets.take(ip, now):
             return True
         if self.is_trusted(ip):
             return True
@@ -197,7 +251,7 @@ class BanList:
         until = self.clock.seconds() + seconds
         self._bans[ip] = (until, reason)
         self._failures.pop(ip, None)
-        self._buckets.pop(ip, None)
+        self._buckets.forget(ip)
         self.log.warn(
             "banned {source} for {seconds}s: {reason}", source=ip, seconds=seconds, reason=reason
         )
@@ -270,6 +324,4 @@ class BanList:
         horizon = now - self.failure_window
         for ip in [ip for ip, w in self._failures.items() if not w or w[-1] <= horizon]:
             del self._failures[ip]
-        idle = now - self.rate_limit_window
-        for ip in [ip for ip, (_, last) in self._buckets.items() if last <= idle]:
-            del self._buckets[ip]
+        self._buckets.sweep(now)

@@ -27,11 +27,20 @@ from pbxd.web import bans as bans_api
 from pbxd.web import cdr as cdr_api
 from pbxd.web import extensions as extensions_api
 from pbxd.web import registrations as registrations_api
-from pbxd.web.auth import make_authenticator
+from pbxd.web.auth import RequestLimiter, make_authenticator
 from pbxd.web.fields import CURSOR, ISO_SCHEMA, LIMIT, iso, page_schema, reply, time_param
 from pbxd.web.metrics import Metrics, metrics_resource
 from pbxd.web.openapi import openapi_route
-from pbxd.web.resources import APIError, Call, JSONError, Operation, Param, Route, Router
+from pbxd.web.resources import (
+    APIError,
+    Call,
+    JSONError,
+    Operation,
+    Param,
+    Route,
+    Router,
+    client_host,
+)
 
 __all__ = ["AdminSite", "make_admin_site", "make_routes", "health_routes", "audit_routes"]
 
@@ -137,9 +146,28 @@ class _Tree(Resource):
         return self.getChild(b"", request).render(request)
 
 
-def make_root(routes: Sequence[Route], authenticate: Any, metrics: Metrics) -> Resource:
-    """The resource tree: /api/v1 (the router) and /metrics."""
-    root, api = _Tree(), _Tree()
+class _Root(_Tree):
+    """The top of the tree: every request passes the per-source rate limit here
+    first (429 with Retry-After, before any routing or authentication)."""
+
+    def __init__(self, limiter: RequestLimiter | None) -> None:
+        super().__init__()
+        self.limiter = limiter
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> Resource:
+        if self.limiter is not None:
+            wait = self.limiter.check(client_host(request))
+            if wait:
+                return JSONError(RequestLimiter.refusal(wait))
+        return super().getChildWithDefault(path, request)
+
+
+def make_root(
+    routes: Sequence[Route], authenticate: Any, metrics: Metrics,
+    limiter: RequestLimiter | None = None,
+) -> Resource:
+    """The resource tree: /api/v1 (the router) and /metrics, behind ``limiter``."""
+    root, api = _Root(limiter), _Tree()
     root.putChild(b"api", api)  # type: ignore[arg-type]
     api.putChild(b"v1", Router(routes, authenticate))  # type: ignore[arg-type]
     root.putChild(b"metrics", metrics_resource(metrics))  # type: ignore[arg-type]
@@ -149,15 +177,24 @@ def make_root(routes: Sequence[Route], authenticate: Any, metrics: Metrics) -> R
 class AdminSite(Site):
     """The admin :class:`~twisted.web.server.Site`; ``routes`` is its /api/v1 route table."""
 
-    def __init__(self, resource: Resource, routes: Sequence[Route], authenticator: Any) -> None:
+    def __init__(
+        self, resource: Resource, routes: Sequence[Route], authenticator: Any,
+        limiter: RequestLimiter | None = None,
+    ) -> None:
         super().__init__(resource)
         self.routes = list(routes)
         self.authenticator = authenticator
+        self.limiter = limiter
         self.displayTracebacks = False
 
     def replace_tokens(self, tokens: Iterable[Any]) -> None:
         """Accept ``tokens`` (``config.admin.tokens``) from now on: configuration reload."""
         self.authenticator.checker.replace(tokens)
+
+    def replace_rate_limit(self, rate_limit: Any) -> None:
+        """Apply ``config.admin.rate_limit`` (``requests``, ``window``): configuration reload."""
+        if self.limiter is not None:
+            self.limiter.configure(rate_limit.requests, rate_limit.window)
 
 
 def make_admin_site(
@@ -174,6 +211,8 @@ def make_admin_site(
     max_failures: int = 5,
     failure_window: float = 60.0,
     lockout: float = 300.0,
+    rate_limit_requests: int = 100,
+    rate_limit_window: float = 10.0,
 ) -> AdminSite:
     """Build the admin HTTP site.
 
@@ -190,6 +229,8 @@ def make_admin_site(
     :param extra_routes: more route groups (calls, reload ...), one line each.
     :param max_failures, failure_window, lockout: wrong tokens from one IP within
         ``failure_window`` seconds that lock it out for ``lockout`` seconds.
+    :param rate_limit_requests, rate_limit_window: ``admin.rate_limit``: requests one
+        IP may make per window (0: no limit); sources trusted by ``bans`` are exempt.
     """
     authenticate = make_authenticator(
         tokens, clock, metrics=metrics,
@@ -201,4 +242,8 @@ def make_admin_site(
     )
     metrics.watch("registrations", lambda: len(location.all_bindings()))
     metrics.watch("bans", lambda: len(bans.list()))
-    return AdminSite(make_root(routes, authenticate, metrics), routes, authenticate)
+    limiter = RequestLimiter(
+        clock, requests=rate_limit_requests, window=rate_limit_window, trusted=bans.is_trusted,
+    )
+    root = make_root(routes, authenticate, metrics, limiter)
+    return AdminSite(root, routes, authenticate, limiter)

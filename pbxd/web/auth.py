@@ -10,6 +10,10 @@
 - :class:`FailureLimiter` counts failed attempts per source IP; after
   ``max_failures`` within ``window`` seconds the source is locked out for
   ``lockout`` seconds (429 with ``Retry-After``, even with a right token).
+- :class:`RequestLimiter` is the API's flood protection: a token bucket per
+  source IP (``admin.rate_limit``, the SIP flood limiter's
+  :class:`~pbxd.auth.bans.TokenBuckets`); a source over it gets 429 with
+  ``Retry-After`` on every path, trusted networks excepted.
 - :class:`TokenAuthenticator` ties them together for the router: it fires
   with the token name or fails with a 401/429 :class:`APIError`, and logs
   (and counts in the metrics) every failure.
@@ -21,7 +25,7 @@ import hashlib
 import hmac
 import math
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.cred import error as cred_error
@@ -32,6 +36,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
+from pbxd.auth.bans import TokenBuckets
 from pbxd.web.resources import APIError, client_host
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "AdminTokenChecker",
     "AdminRealm",
     "FailureLimiter",
+    "RequestLimiter",
     "TokenAuthenticator",
 ]
 
@@ -116,6 +122,16 @@ class AdminRealm:
         return IAdminUser, AdminUser(avatarId), lambda: None
 
 
+def too_many(code: str, what: str, seconds: float) -> APIError:
+    """A 429 ``code`` error: too many ``what`` from this address, retry in ``seconds``."""
+    return APIError(
+        429,
+        code,
+        f"too many {what} from this address; try again later",
+        headers={"Retry-After": str(max(1, math.ceil(seconds)))},
+    )
+
+
 class FailureLimiter:
     """Failed authentications per source, with a lockout (memory bounded).
 
@@ -183,6 +199,66 @@ class FailureLimiter:
             table.popitem(last=False)
 
 
+class RequestLimiter:
+    """Requests per source IP over the whole admin API (memory bounded).
+
+    :param clock: IReactorTime for ``seconds()``.
+    :param requests: requests a source may make per ``window`` seconds
+        (bursts up to that many); 0 disables the limit.
+    :param trusted: ``ip -> bool``; trusted sources are never limited (the
+        BanList's ``is_trusted``, so ``security.trusted_networks`` and its reload).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: Any,
+        *,
+        requests: int = 100,
+        window: float = 10.0,
+        trusted: Callable[[str], bool] | None = None,
+        max_sources: int = 10_000,
+    ) -> None:
+        self.clock = clock
+        self.trusted = trusted
+        self.buckets = TokenBuckets(requests, window, max_sources)
+        self._limited: set[str] = set()  # sources refused since the last sweep (log once)
+        self._next_sweep = clock.seconds() + window
+
+    def configure(self, requests: int, window: float) -> None:
+        """New limits (configuration reload); the buckets carry on."""
+        self.buckets.requests, self.buckets.window = requests, window
+
+    def check(self, source: str) -> float:
+        """Count one request from ``source``: 0.0 to serve it, else the seconds
+        until it may make another (answer 429)."""
+        if not self.buckets.requests or (self.trusted is not None and self.trusted(source)):
+            return 0.0
+        now = self.clock.seconds()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.buckets.window
+            self.buckets.sweep(now)
+            self._limited.clear()
+        wait = self.buckets.take(source, now)
+        if wait and source not in self._limited and len(self._limited) < 1000:
+            self._limited.add(source)
+            self.log.warn(
+                "admin API request flood from {source}: over {limit} requests in {window}s",
+                source=source, limit=self.buckets.requests, window=self.buckets.window,
+            )
+        return wait
+
+    def tracked(self) -> int:
+        """How many sources are held in memory."""
+        return len(self.buckets) + len(self._limited)
+
+    @staticmethod
+    def refusal(seconds: float) -> APIError:
+        """The 429 answer for a source over the limit."""
+        return too_many("rate_limited", "requests", seconds)
+
+
 class TokenAuthenticator:
     """The router's authentication step: ``authenticate(request) -> Deferred[name]``.
 
@@ -242,12 +318,7 @@ class TokenAuthenticator:
 
     @staticmethod
     def _locked_out(seconds: float) -> APIError:
-        return APIError(
-            429,
-            "locked_out",
-            "too many failed authentications from this address; try again later",
-            headers={"Retry-After": str(max(1, math.ceil(seconds)))},
-        )
+        return too_many("locked_out", "failed authentications", seconds)
 
 
 def make_authenticator(

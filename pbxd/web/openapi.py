@@ -3,8 +3,8 @@
 The document is derived from the same :class:`~pbxd.web.resources.Route`
 objects that serve requests, so it lists exactly the routes and methods
 served. The framework's own answers are added to each operation: 400 when
-it takes parameters or a body, 401/429 when it needs a token, 404 when its
-path has parameters. 405 (with ``Allow``) applies to every path and is
+it takes parameters or a body, 401 when it needs a token, 404 when its
+path has parameters, 429 always (per-source rate limit, token lockout). 405 (with ``Allow``) applies to every path and is
 described once in ``info.description``.
 """
 
@@ -24,7 +24,8 @@ __all__ = ["build_document", "openapi_route"]
 DESCRIPTION = """\
 The JSON admin API of pbxd. Every request except `/health` and `/openapi.json` needs
 `Authorization: Bearer <token>` with a token from `admin.tokens`; repeated failures from
-one address lock it out for a while (429 with `Retry-After`). Every error has the body
+one address lock it out for a while (429 with `Retry-After`), and so does sending more
+than `admin.rate_limit` requests from one address (trusted networks excepted). Every error has the body
 `{"error": {"code": "...", "message": "..."}}` (and `field` for a validation error).
 A method a path does not serve gets 405 with an `Allow` header. Changes are recorded
 in the audit trail (`/audit`) under the token's name."""
@@ -33,7 +34,8 @@ _STATUS_TEXT = {
     400: "invalid parameter or body (the field is named)",
     401: "missing or wrong bearer token",
     404: "not found",
-    429: "locked out after repeated authentication failures (see Retry-After)",
+    429: "too many requests from this address, or locked out after repeated"
+         " authentication failures (see Retry-After)",
 }
 
 
@@ -66,7 +68,7 @@ def _operation(route: Route, op: Operation) -> dict[str, Any]:
         responses.setdefault(404, Reply(_STATUS_TEXT[404], ERROR_REF))
     if op.auth:
         responses.setdefault(401, Reply(_STATUS_TEXT[401], ERROR_REF))
-        responses.setdefault(429, Reply(_STATUS_TEXT[429], ERROR_REF))
+    responses.setdefault(429, Reply(_STATUS_TEXT[429], ERROR_REF))
     doc: dict[str, Any] = {
         "operationId": f"{op.method.lower()}_{_slug(route.path)}",
         "summary": op.summary,
