@@ -62,7 +62,7 @@ def _normalised(config: Config, live: set[str]) -> dict[str, Any]:
             continue
         value = getattr(config, name)
         parts = {p.split(".", 1)[1] for p in live if p.startswith(name + ".")}
-        if parts and dataclasses.is_dataclass(value):
+        if parts and dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = dataclasses.replace(value, **{p: None for p in parts})
         out[name] = value
     return out
