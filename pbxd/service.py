@@ -190,7 +190,7 @@ def _new_authenticator(config: Config, reactor: Any, stack: SIPStack, extensions
 def build_admin(
     config: Config, reactor: Any, *, stores: Stores, location: Any, bans: Any, metrics: Any,
     extra_routes: Any = (),
-) -> Service | None:
+) -> HTTPListener | None:
     """The admin API listener (``admin.listen``), or None when it is null."""
     if config.admin.listen is None:
         return None
