@@ -1,7 +1,8 @@
 """The architecture is enforced, not just documented (docs/architecture.md).
 
 ``lint-imports`` checks the import-linter contracts in setup.cfg (the layers of
-DESIGN.md section 2); ``ruff`` checks style and common bugs.
+DESIGN.md section 2); ``ruff`` checks style and common bugs; ``mypy`` checks the
+type hints (pyproject.toml [tool.mypy]).
 """
 
 from __future__ import annotations
@@ -42,3 +43,12 @@ def test_ruff():
         pytest.skip("ruff is not installed (pip install -e '.[test]')")
     result = _run([ruff, "check", "--no-cache", "pbxd", "tests"])
     assert result.returncode == 0, f"ruff check failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_mypy():
+    try:
+        import mypy  # noqa: F401
+    except ImportError:
+        pytest.skip("mypy is not installed (pip install -e '.[test]')")
+    result = _run([sys.executable, "-m", "mypy", "pbxd"])
+    assert result.returncode == 0, f"mypy failed:\n{result.stdout}\n{result.stderr}"
