@@ -28,6 +28,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pbxd import debuglog
 from pbxd.calls.session import Session
 from pbxd.interfaces import HANGUP_CAUSES, CallHungUp, ICallContext
 from pbxd.prompts import is_tone, resolve_prompt
@@ -294,9 +295,10 @@ class CallContext:
         if isinstance(targets, str):
             targets = [targets]
         resolved = self._resolve(list(targets))
-        self.log.info("call {call}: dial {targets} ({forks} contact(s), {timeout}s)",
-                      call=self.call_id, targets=",".join(targets), forks=len(resolved),
-                      timeout=timeout)
+        if debuglog.ENABLED:
+            self.log.debug("call {call}: dial {targets} ({forks} contact(s), {timeout}s)",
+                           call=self.call_id, targets=",".join(targets), forks=len(resolved),
+                           timeout=timeout)
         d = self.session.dial(resolved, timeout)
 
         def status(value: str) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from pbxd import debuglog
 from pbxd.calls.call import CallDeps, Target
 from pbxd.calls.cdr import BUSY_STATUSES
 from pbxd.calls.leg import Leg, LegState
@@ -154,7 +155,8 @@ class Dialer:
                 other.hangup("answered elsewhere")
         self.sdp.received(sdp, fork.address[0] if fork.address else None)
         self.media.allow_latch()
-        self.log.info("dial {name}: answered by {leg}", name=self.name, leg=fork.id)
+        if debuglog.ENABLED:
+            self.log.debug("dial {name}: answered by {leg}", name=self.name, leg=fork.id)
         self.owner.dial_answered(self)
 
     def leg_failed(self, fork: OutboundLeg, status: int, reason: str, response: Any) -> None:

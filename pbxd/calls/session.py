@@ -28,6 +28,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from pbxd import debuglog
 from pbxd.calls.call import CALL_TABLE, CallDeps, CallState
 from pbxd.calls.cdr import disposition_for
 from pbxd.calls.dialer import Dialer
@@ -187,8 +188,9 @@ class Session(Dialling):
         self.answered_at = self.deps.clock.seconds()
         self.a.answer(self.a_sdp.last_body, SDP)
         self.media.allow_latch()
-        self.log.info("call {call}: answered by the PBX ({codecs})", call=self.id,
-                      codecs=",".join(self.codecs))
+        if debuglog.ENABLED:
+            self.log.debug("call {call}: answered by the PBX ({codecs})", call=self.id,
+                           codecs=",".join(self.codecs))
 
     # -- digits -----------------------------------------------------------------
 
@@ -277,8 +279,11 @@ class Session(Dialling):
         self.ended_at = self.deps.clock.seconds()
         self.hangup_cause, self.hangup_side = cause, side
         self.disposition = "ANSWERED" if answered else (disposition or disposition_for(a_status))
-        self.log.info("call {call}: ended ({disposition}, {cause}, by {side})", call=self.id,
-                      disposition=self.disposition, cause=cause, side=side)
+        # the one info line of a call by default (the others need PBXD_DEBUG)
+        self.log.info("call {call}: {caller} -> {destination} ended ({disposition}, {cause}, "
+                      "by {side})", call=self.id, caller=self.caller,
+                      destination=self.destination, disposition=self.disposition, cause=cause,
+                      side=side)
         self.stop_playing("hangup")
         self.unbridge_peer()
         dialer = self.dialer

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
+from pbxd import debuglog
 from pbxd.calls.call import Target
 from pbxd.calls.context import CallContext
 from pbxd.calls.dialer import Dialer
@@ -84,8 +85,9 @@ class SessionStarter:
         manager.calls[call_id] = session
         if not session.attach_inbound(txn):
             return None
-        self.log.info("call {call}: {caller} -> {dialled} enters the dialplan in {context}",
-                      call=call_id, caller=caller, dialled=dialled, context=context)
+        if debuglog.ENABLED:  # the call's info line is the one at its end
+            self.log.debug("call {call}: {caller} -> {dialled} enters the dialplan in {context}",
+                           call=call_id, caller=caller, dialled=dialled, context=context)
         ctx = self.context_for(session, context)
         self.dialplan.run(ctx).addErrback(
             lambda f: self.log.failure("dialplan of {call} failed", f, call=call_id))

@@ -27,6 +27,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
+from pbxd import debuglog
 from pbxd.dialplan.engine import Dialplan
 from pbxd.dialplan.variables import substitute
 from pbxd.interfaces import CallHungUp, Goto
@@ -117,8 +118,9 @@ class DialplanRunner:
 
     async def _execute(self, call: Any, step: Any) -> Any:
         args = substitute(step.args, lambda name: _lookup(call, name))
-        self.log.debug("{key}: {app}({args!r}) on call {call_id}",
-                       key=step.key, app=step.app, args=args, call_id=call.call_id)
+        if debuglog.ENABLED:
+            self.log.debug("{key}: {app}({args!r}) on call {call_id}",
+                           key=step.key, app=step.app, args=args, call_id=call.call_id)
         result = maybeDeferred(step.application.execute, call, args)
         value = await result
         if inspect.iscoroutine(value):  # a plugin that returned a coroutine object
