@@ -18,6 +18,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pbxd.interfaces import ICDRStore
@@ -64,6 +65,8 @@ MIGRATIONS = [
 ]
 
 _COLUMNS = ", ".join(f'"{name}"' for name in CDR_FIELDS)
+_INSERT = (f"INSERT INTO cdr ({_COLUMNS}, extra) "
+           f"VALUES ({', '.join('?' for _ in range(len(CDR_FIELDS) + 1))})")
 
 
 def cdr_record(cdr: Any) -> dict[str, Any]:
@@ -85,6 +88,19 @@ def cdr_record(cdr: Any) -> dict[str, Any]:
     return record
 
 
+def _row_values(cdr: Any) -> list[Any]:
+    """The values of :data:`_INSERT` for one CDR (TypeError/ValueError if it is not one)."""
+    record = cdr_record(cdr)
+    values = []
+    for name in CDR_FIELDS:
+        value = record.pop(name, None)
+        if name in _JSON_FIELDS:
+            value = json.dumps(value if value is not None else ([] if name == "codecs" else {}))
+        values.append(value)
+    values.append(json.dumps(record, default=str))
+    return values
+
+
 @implementer(ICDRStore)
 class SQLiteCDRStore:
     """CDRs in the ``cdr`` table; :meth:`write` fires once the row is committed."""
@@ -103,21 +119,36 @@ class SQLiteCDRStore:
     def write(self, cdr: Any) -> Deferred:
         """Store one CDR; fires with its row id once committed (fsynced: WAL + FULL)."""
         try:
-            record = cdr_record(cdr)
+            values = _row_values(cdr)
         except (TypeError, ValueError) as e:
             return fail(e)
-        values = []
-        for name in CDR_FIELDS:
-            value = record.pop(name, None)
-            if name in _JSON_FIELDS:
-                value = json.dumps(value if value is not None else ([] if name == "codecs" else {}))
-            values.append(value)
-        values.append(json.dumps(record, default=str))
-        placeholders = ", ".join("?" for _ in values)
 
         def insert(txn: Any) -> int:
-            txn.execute(f"INSERT INTO cdr ({_COLUMNS}, extra) VALUES ({placeholders})", values)
+            txn.execute(_INSERT, values)
             return txn.lastrowid
+
+        return self.database.run(insert)
+
+    def write_many(self, cdrs: list[Any]) -> Deferred:
+        """Store several CDRs in one transaction (one commit, one fsync); fires once it is
+        committed with, for each CDR in order, its row id or the Failure that refused it
+        (a CDR that is not valid is left out; the others are written)."""
+        rows: list[list[Any] | Failure] = []
+        for cdr in cdrs:
+            try:
+                rows.append(_row_values(cdr))
+            except (TypeError, ValueError):
+                rows.append(Failure())
+
+        def insert(txn: Any) -> list[int | Failure]:
+            out: list[int | Failure] = []
+            for row in rows:
+                if isinstance(row, Failure):
+                    out.append(row)
+                else:
+                    txn.execute(_INSERT, row)
+                    out.append(txn.lastrowid)
+            return out
 
         return self.database.run(insert)
 
