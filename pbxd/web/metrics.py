@@ -69,6 +69,7 @@ class Metrics:
             ["direction", "method", "status"],
             registry=r,
         )
+        self._sip_children: dict[tuple[str, str, int | None], Any] = {}
         self.transactions_started = Counter(
             "pbxd_sip_transactions_started",
             "SIP transactions created, by kind (client/server)",
@@ -99,7 +100,14 @@ class Metrics:
 
     def sip_message(self, direction: str, method: str, status: int | None = None) -> None:
         """Count one SIP message; ``direction`` is 'in' or 'out', ``status`` None for requests."""
-        self.sip_messages.labels(direction, _method_label(method), _status_label(status)).inc()
+        key = (direction, method, status)
+        child = self._sip_children.get(key)
+        if child is None:  # labels() costs µs per message: keep the children (bounded)
+            child = self.sip_messages.labels(direction, _method_label(method),
+                                             _status_label(status))
+            if len(self._sip_children) < 512:
+                self._sip_children[key] = child
+        child.inc()
 
     def sip_received(self, message: Any) -> None:
         """Count one parsed incoming request or response (the controller calls this)."""
