@@ -42,6 +42,16 @@ from twisted.logger import Logger
 from pbxd import debuglog
 from pbxd.sip.message import make_response
 
+_DATE: list[Any] = [None, ""]  # (second, its RFC 1123 date): one formatdate per second
+
+
+def _http_date(now: float) -> str:
+    """``Date`` header value for ``now`` (formatted once per second)."""
+    second = int(now)
+    if _DATE[0] != second:
+        _DATE[:] = [second, email.utils.formatdate(second, usegmt=True)]
+    return _DATE[1]
+
 
 class _Reject(Exception):
     """Stop handling a REGISTER and answer ``status reason`` (with ``headers``)."""
@@ -323,7 +333,7 @@ class Registrar:
         for path in request.getall("Path"):
             if path in paths:
                 response.add("Path", path)
-        response.set("Date", email.utils.formatdate(now, usegmt=True))
+        response.set("Date", _http_date(now))
         self._send(txn, response)
 
     def _answer(
