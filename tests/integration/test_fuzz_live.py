@@ -86,6 +86,16 @@ def retarget(data: bytes, host: str, port: int, transport: bytes) -> bytes:
                     data, count=1)
 
 
+def freshen(message: bytes, rng: random.Random) -> bytes:
+    """Mostly a new branch and Call-ID, so a copy is a new transaction, not a retransmission."""
+    if rng.random() < 0.2:
+        return message
+    message = re.sub(rb"branch=z9hG4bK[\w.!%*+`'~-]*", b"branch=z9hG4bK%x" % rng.getrandbits(64),
+                     message, count=1)
+    return re.sub(rb"(?im)^((?:call-id|i)\s*:\s*)[^\r\n]*", rb"\g<1>%x@fuzz" % rng.getrandbits(64),
+                  message, count=1)
+
+
 def fix_length(message: bytes) -> bytes:
     """Set Content-Length to the real body length (after a body mutation)."""
     head, sep, body = message.partition(b"\r\n\r\n")
@@ -212,7 +222,7 @@ def udp_fuzz(host: str, port: int, base: list[bytes], count: int, rate: float,
             while time.monotonic() < start + sent / rate:
                 answers += len(_drain(sock))
                 time.sleep(0.0005)
-            data = mutate(retarget(rng.choice(base), host, lport, b"UDP"), rng)
+            data = mutate(freshen(retarget(rng.choice(base), host, lport, b"UDP"), rng), rng)
             try:
                 sock.sendto(data, ("127.0.0.1", port))
             except OSError:  # too big for a datagram, or the buffer is full
@@ -235,7 +245,8 @@ def tcp_fuzz(host: str, port: int, base: list[bytes], count: int, per_connection
             lport = sock.getsockname()[1]
             try:
                 for _ in range(per_connection):
-                    sock.sendall(mutate(retarget(rng.choice(base), host, lport, b"TCP"), rng))
+                    base_message = freshen(retarget(rng.choice(base), host, lport, b"TCP"), rng)
+                    sock.sendall(mutate(base_message, rng))
                     sent += 1
                 sock.settimeout(0.1)
                 while chunk := sock.recv(65536):
