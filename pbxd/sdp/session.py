@@ -8,7 +8,6 @@ and written back in RFC 4566 order: such a body round-trips byte for byte.
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -205,6 +204,10 @@ def _ordered(
     return [f"{kind}={value}" for kind, value in lines]
 
 
+def _copy_connection(c: Connection | None) -> Connection | None:
+    return None if c is None else Connection(c.address, c.addrtype, c.nettype)
+
+
 @dataclass(slots=True)
 class SessionDescription:
     """A whole SDP body."""
@@ -236,8 +239,27 @@ class SessionDescription:
         return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
     def copy(self) -> SessionDescription:
-        """A deep copy, safe to edit."""
-        return copy.deepcopy(self)
+        """A deep copy, safe to edit (field by field: ``copy.deepcopy`` was 12 % of a
+        call's CPU; every value below the lists is an immutable str, int or tuple)."""
+        o = self.origin
+        return SessionDescription(
+            origin=Origin(o.username, o.sess_id, o.sess_version, o.nettype, o.addrtype,
+                          o.address),
+            name=self.name,
+            connection=_copy_connection(self.connection),
+            timing=self.timing,
+            attributes=list(self.attributes),
+            media=[
+                MediaDescription(
+                    m.media, m.port, m.proto, list(m.formats), _copy_connection(m.connection),
+                    list(m.attributes),
+                    m.port_count, list(m.other_lines),
+                )
+                for m in self.media
+            ],
+            version=self.version,
+            other_lines=list(self.other_lines),
+        )
 
     @property
     def direction(self) -> str | None:
