@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pbxd.store.db import Database
@@ -77,36 +77,13 @@ class SQLiteAuditStore:
         """Fire with ``(entries, next_cursor)``: entries with time in [since, until),
         oldest first, at most ``limit`` (1-1000); ``next_cursor`` (opaque) gives the
         next page and is None on the last one. A bad cursor fails with ValueError."""
-        limit = max(1, min(int(limit), 1000))
-        clauses: list[str] = []
-        args: list[Any] = []
-        for clause, value in (
-            ("time >= ?", since),
-            ("time < ?", until),
-            ("who = ?", who),
-            ("action = ?", action),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                args.append(value)
-        if after_cursor is not None:
-            try:
-                args.append(int(after_cursor))
-            except ValueError:
-                return fail(ValueError(f"bad cursor {after_cursor!r}"))
-            clauses.append("id > ?")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {where} ORDER BY id LIMIT ?"
-        args.append(limit + 1)
+        return self.database.page(
+            "audit", ", ".join(AUDIT_FIELDS),
+            (("time >= ?", since), ("time < ?", until), ("who = ?", who), ("action = ?", action)),
+            limit, after_cursor, _entry)
 
-        def select(txn: Any) -> tuple[list[dict[str, Any]], str | None]:
-            txn.execute(sql, args)
-            rows = txn.fetchall()
-            entries = []
-            for row in rows[:limit]:
-                entry = dict(zip(AUDIT_FIELDS, row, strict=True))
-                entry["details"] = json.loads(entry["details"] or "{}")
-                entries.append(entry)
-            return entries, (str(rows[limit - 1][0]) if len(rows) > limit else None)
 
-        return self.database.run(select)
+def _entry(row: tuple) -> dict[str, Any]:
+    entry = dict(zip(AUDIT_FIELDS, row, strict=True))
+    entry["details"] = json.loads(entry["details"] or "{}")
+    return entry

@@ -168,36 +168,11 @@ class SQLiteCDRStore:
         oldest first, at most ``limit`` (1-1000); ``next_cursor`` (an opaque string)
         gives the next page and is None on the last one. A bad cursor fails with
         ValueError."""
-        limit = max(1, min(int(limit), 1000))
-        clauses: list[str] = []
-        args: list[Any] = []
-        for clause, value in (
-            ("start >= ?", since),
-            ("start < ?", until),
-            ("source = ?", source),
-            ("destination = ?", destination),
-            ("disposition = ?", disposition),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                args.append(value)
-        if after_cursor is not None:
-            try:
-                args.append(int(after_cursor))
-            except ValueError:
-                return fail(ValueError(f"bad cursor {after_cursor!r}"))
-            clauses.append("id > ?")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT id, {_COLUMNS}, extra FROM cdr {where} ORDER BY id LIMIT ?"
-        args.append(limit + 1)
-
-        def select(txn: Any) -> tuple[list[dict[str, Any]], str | None]:
-            txn.execute(sql, args)
-            rows = txn.fetchall()
-            records = [_row_record(row) for row in rows[:limit]]
-            return records, (str(rows[limit - 1][0]) if len(rows) > limit else None)
-
-        return self.database.run(select)
+        return self.database.page(
+            "cdr", f"id, {_COLUMNS}, extra",
+            (("start >= ?", since), ("start < ?", until), ("source = ?", source),
+             ("destination = ?", destination), ("disposition = ?", disposition)),
+            limit, after_cursor, _row_record)
 
 
 def _row_record(row: tuple) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
 from pbxd.errors import ConfigError
@@ -110,6 +110,44 @@ class Database:
     def run(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Deferred:
         """Run ``fn(transaction, *args, **kw)`` in one database transaction."""
         return self.pool.runInteraction(fn, *args, **kw)
+
+    def page(
+        self,
+        table: str,
+        columns: str,
+        filters: Sequence[tuple[str, Any]],
+        limit: int,
+        after_cursor: str | None,
+        record: Callable[[tuple], dict[str, Any]],
+    ) -> Deferred:
+        """One page of ``table`` in ``id`` order (keyset paging).
+
+        ``columns`` is the SELECT list (``id`` first); ``filters`` are
+        ``(clause with one ?, value)`` pairs, skipped when the value is None;
+        ``record`` turns a row into a dict. Fires with ``(records, next_cursor)``:
+        at most ``limit`` (clamped to 1-1000) records, and an opaque cursor for the
+        next page (None on the last one). A bad cursor fails with ValueError.
+        """
+        limit = max(1, min(int(limit), 1000))
+        clauses = [clause for clause, value in filters if value is not None]
+        args: list[Any] = [value for _, value in filters if value is not None]
+        if after_cursor is not None:
+            try:
+                args.append(int(after_cursor))
+            except ValueError:
+                return fail(ValueError(f"bad cursor {after_cursor!r}"))
+            clauses.append("id > ?")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {columns} FROM {table} {where} ORDER BY id LIMIT ?"
+        args.append(limit + 1)
+
+        def select(txn: Any) -> tuple[list[dict[str, Any]], str | None]:
+            txn.execute(sql, args)
+            rows = txn.fetchall()
+            records = [record(row) for row in rows[:limit]]
+            return records, (str(rows[limit - 1][0]) if len(rows) > limit else None)
+
+        return self.pool.runInteraction(select)
 
     def migrate(self, component: str, migrations: Sequence[Migration]) -> Deferred:
         """Apply the steps of ``migrations`` that ``component`` has not had yet.
