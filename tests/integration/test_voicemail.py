@@ -118,7 +118,9 @@ def test_message_mwi_main_menu_delete(pbx_factory, baresip_factory, tmp_path):
     seconds = len(samples) / rate
     assert 4.0 <= seconds <= 6.5, describe_wav(path)
     assert tone_seconds(samples, rate, 880) >= 0.8 * seconds - 0.5, describe_wav(path)
-    ((_id, caller_number, duration, folder),) = messages(pbx)
+    # the WAV is moved into the box before its index row commits (then "saved" plays)
+    ((_id, caller_number, duration, folder),) = wait_for(lambda: messages(pbx), 10,
+                                                          "the message in the index")
     assert (caller_number, folder) == ("1000", "new") and abs(duration - seconds) < 0.1
 
     watcher = SippProcess(SCENARIOS / "subscribe_mwi.xml", f"127.0.0.1:{pbx.udp_port}",
