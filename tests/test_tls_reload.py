@@ -55,3 +55,13 @@ def test_context_refuses_tls_below_1_2(tmp_path: Path) -> None:
     options = ctx.get_options() if hasattr(ctx, "get_options") else ctx.set_options(0)
     for flag in ("OP_NO_SSLv3", "OP_NO_TLSv1", "OP_NO_TLSv1_1"):
         assert options & getattr(SSL, flag), flag
+
+
+def test_factory_declares_the_context_factory_interface_twisted_looks_for(tmp_path: Path) -> None:
+    # without the declaration Twisted logs a LegacyContextFactoryWarning at every TLS listen
+    from twisted.internet.interfaces import IOpenSSLContextFactory
+    from zope.interface.verify import verifyObject
+
+    cert, key = write_pair(tmp_path, "pbx.example")
+    assert verifyObject(IOpenSSLContextFactory,
+                        ReloadableContextFactory(lambda: context_factory(cert, key)))

@@ -21,12 +21,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
+from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.internet.ssl import (
     AcceptableCiphers,
     CertificateOptions,
     TLSVersion,
 )
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from pbxd.errors import ConfigError
 
@@ -158,6 +160,7 @@ def context_factory(
     )
 
 
+@implementer(IOpenSSLContextFactory)
 class ReloadableContextFactory:
     """A server TLS context whose certificate can be replaced without a restart.
 
