@@ -263,7 +263,8 @@ class PbxServer:
         """Raise when the log holds a Traceback (unless allow_traceback)."""
         text = self.log_text()
         if not self.allow_traceback and "Traceback" in text:
-            raise ServerError(f"pbxd logged a Traceback:\n{text[-8000:]}")
+            at = text.index("Traceback")
+            raise ServerError(f"pbxd logged a Traceback:\n{text[max(0, at - 2000):at + 6000]}")
 
     def close(self) -> None:
         try:
