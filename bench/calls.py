@@ -31,13 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import write_section  # noqa: E402
+
 from tests.integration.harness import EXTENSIONS, PbxServer, ServerError  # noqa: E402
 from tests.integration.ports import free_port, free_port_range  # noqa: E402
 from tests.integration.sipp import SippProcess, run_sipp, users_inf  # noqa: E402
 
 SCENARIOS = ROOT / "tests" / "integration" / "scenarios"
-BEGIN = "<!-- bench/calls.py: begin -->"
-END = "<!-- bench/calls.py: end -->"
 TICKS = os.sysconf("SC_CLK_TCK")
 TARGET = 600  # completed calls per CPU-second of pbxd (issue 4)
 
@@ -118,7 +118,7 @@ def main() -> None:
         report += f"\n\nDuring this run pbxd's log showed: {warning}"
     print(report)
     if not args.no_write:
-        write_section(report)
+        write_section("bench/calls.py", report)
 
 
 def render(rows, args) -> str:
@@ -151,18 +151,6 @@ def render(rows, args) -> str:
               f"**{'met' if best_per_cpu >= TARGET else 'missed'}** (best figure at < 0.5 % "
               f"failures: {best_per_cpu:,.0f})."]
     return "\n".join(lines)
-
-
-def write_section(report: str) -> None:
-    path = ROOT / "docs" / "performance.md"
-    text = path.read_text()
-    block = f"{BEGIN}\n{report}\n{END}"
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text += "\n" + block + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import write_section  # noqa: E402
+
 from pbxd.sip.parser import parse_message  # noqa: E402
 from tests import sipmessages as golden  # noqa: E402
 
-BEGIN = "<!-- bench/parse.py: begin -->"
-END = "<!-- bench/parse.py: end -->"
 TARGETS = {"parse + serialize INVITE with SDP": 30.0, "read Via, From, To, CSeq, Call-ID": 10.0}
 
 
@@ -116,25 +116,12 @@ def report(results: list[tuple[str, float]]) -> str:
     return "\n".join(rows)
 
 
-def write(text: str, path: Path = ROOT / "docs" / "performance.md") -> None:
-    """Replace the text between the markers of the "SIP parsing" section of ``path``."""
-    block = f"{BEGIN}\n{text}\n{END}"
-    content = path.read_text() if path.exists() else "# Performance\n"
-    if BEGIN in content and END in content:
-        before, _, rest = content.partition(BEGIN)
-        _, _, after = rest.partition(END)
-        content = before + block + after
-    else:
-        content = content.rstrip("\n") + "\n\n## SIP parsing\n\n" + block + "\n"
-    path.write_text(content)
-
-
 def main() -> None:
     results = run()
     text = report(results)
     print(text)
     if "--no-write" not in sys.argv:
-        write(text)
+        write_section("bench/parse.py", text)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BEGIN = "<!-- bench/rtp.py: begin -->"
-END = "<!-- bench/rtp.py: end -->"
+
+from common import write_section  # noqa: E402
+
 TICKS = os.sysconf("SC_CLK_TCK")
 PAYLOAD = b"\xd5" * 160
 SLOTS = 10  # send phases per 20 ms period
@@ -212,15 +213,7 @@ def main() -> None:
     report = "\n".join(lines)
     print(report)
     if not args.no_write:
-        path = ROOT / "docs" / "performance.md"
-        text = path.read_text()
-        block = f"{BEGIN}\n{report}\n{END}"
-        if BEGIN in text:
-            head, rest = text.split(BEGIN, 1)
-            text = head + block + rest.split(END, 1)[1]
-        else:
-            text += "\n" + block + "\n"
-        path.write_text(text)
+        write_section("bench/rtp.py", report)
 
 
 if __name__ == "__main__":
