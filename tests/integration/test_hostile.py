@@ -14,6 +14,7 @@ loopback only.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -192,8 +193,10 @@ def test_memory_returns_to_baseline(pbx_factory):
     assert udp_exchange(pbx.udp_port, options_request(pbx.udp_port), 2.0) is not None
 
 
-SVWAR = shutil.which("sipvicious_svwar") or shutil.which("svwar")
-SVCRACK = shutil.which("sipvicious_svcrack") or shutil.which("svcrack")
+# the venv's bin first: scripts/test runs pytest from .venv without activating it
+_PATH = os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", "")))
+SVWAR = shutil.which("sipvicious_svwar", path=_PATH) or shutil.which("svwar", path=_PATH)
+SVCRACK = shutil.which("sipvicious_svcrack", path=_PATH) or shutil.which("svcrack", path=_PATH)
 needs_sipvicious = pytest.mark.skipif(not (SVWAR and SVCRACK), reason="pip install sipvicious")
 
 
