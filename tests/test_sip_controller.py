@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet import task
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from pbxd.auth.bans import BanList
@@ -293,6 +293,51 @@ def test_authenticator_failure_gives_500():
 
     controller, transport, _ = make_controller(registrar=Registrar(), authenticator=Broken())
     receive(controller, transport, REGISTER)
+    assert transport.statuses == [500]
+
+
+class SyncAuthenticator(Authenticator):
+    """Decides at once (an in-memory store): returns the AuthResult, not a Deferred."""
+
+    def authenticate(self, request, source, proxy=False):
+        return Authenticator.authenticate(self, request, source, proxy).result
+
+
+def test_synchronous_authenticator_answers_are_used_directly():
+    registrar = Registrar()
+    controller, transport, _ = make_controller(registrar=registrar,
+                                               authenticator=SyncAuthenticator())
+    receive(controller, transport, REGISTER)
+    authorized = REGISTER.replace("z9hG4bK-reg1", "z9hG4bK-reg2").replace(
+        "CSeq: 1", "Authorization: Digest username=\"1000\"\r\nCSeq: 2"
+    )
+    receive(controller, transport, authorized)
+    assert transport.statuses == [401, 200]
+    assert registrar.extensions == ["1000"]
+
+
+def test_authenticator_that_raises_gives_500():
+    class Raising:
+        def authenticate(self, request, source, proxy=False):
+            raise ValueError("bug")
+
+    controller, transport, _ = make_controller(registrar=Registrar(), authenticator=Raising())
+    receive(controller, transport, REGISTER)
+    assert transport.statuses == [500]
+
+
+def test_registrar_failing_later_gives_500():
+    pending = Deferred()
+
+    class Later:
+        def register(self, request, txn, extension):
+            return pending
+
+    controller, transport, _ = make_controller(registrar=Later(), authenticator=SyncAuthenticator())
+    receive(controller, transport, REGISTER.replace(
+        "CSeq: 1", "Authorization: Digest username=\"1000\"\r\nCSeq: 1"))
+    assert transport.statuses == []
+    pending.errback(RuntimeError("store down"))
     assert transport.statuses == [500]
 
 

@@ -159,6 +159,55 @@ def test_udp_send_refuses_oversized_and_reports_write_errors():
     assert not proto.send(b"x", ("192.0.2.7", 5060))
 
 
+class FakeSocket:
+    """The ``socket`` of a real UDP port: what the fast send path calls."""
+
+    def __init__(self, errors=()):
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+        self.errors = list(errors)
+
+    def sendto(self, data, addr):
+        if self.errors:
+            raise self.errors.pop(0)
+        self.sent.append((data, addr))
+
+
+def test_udp_send_goes_straight_to_the_socket_for_ip_literals():
+    for family, target, expected in (
+        (socket.AF_INET, ("192.0.2.7", 5060), ("192.0.2.7", 5060)),
+        (socket.AF_INET, ("::ffff:192.0.2.7", 5070), ("192.0.2.7", 5070)),
+        (socket.AF_INET6, ("192.0.2.7", 5060), ("::ffff:192.0.2.7", 5060)),
+        (socket.AF_INET6, ("[2001:DB8::1]", 5060), ("2001:db8::1", 5060)),
+    ):
+        proto, _ = udp(family=family)
+        proto.transport.socket = FakeSocket()
+        assert proto.send(b"OPTIONS", target)
+        assert proto.transport.socket.sent == [(b"OPTIONS", expected)]
+        assert proto.transport.written == []
+
+
+def test_udp_send_leaves_hostnames_and_wrong_families_to_the_checked_path():
+    # sendto would resolve a hostname with a blocking lookup: Port.write refuses it
+    for family, target in ((socket.AF_INET, ("pbx.example.com", 5060)),
+                           (socket.AF_INET, ("2001:db8::1", 5060))):
+        proto, _ = udp(family=family)
+        proto.transport.socket = FakeSocket()
+        proto.send(b"OPTIONS", target)
+        assert proto.transport.socket.sent == []
+        assert len(proto.transport.written) == 1
+
+
+def test_udp_send_retries_eintr_ignores_refused_and_reports_other_errors():
+    proto, _ = udp()
+    proto.transport.socket = FakeSocket([InterruptedError(), ConnectionRefusedError()])
+    assert proto.send(b"a", ("192.0.2.7", 5060))  # EINTR retried, then refused: as Port.write
+    assert proto.transport.socket.sent == []
+    assert proto.send(b"b", ("192.0.2.7", 5060))
+    assert proto.transport.socket.sent == [(b"b", ("192.0.2.7", 5060))]
+    proto.transport.socket = FakeSocket([BlockingIOError()])
+    assert not proto.send(b"c", ("192.0.2.7", 5060))
+
+
 def test_datagram_protocol_provides_isiptransport():
     proto, _ = udp()
     assert verifyObject(ISIPTransport, proto)

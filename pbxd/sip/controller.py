@@ -21,11 +21,10 @@ request gets a 500.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from typing import Any
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -33,6 +32,7 @@ from zope.interface import implementer
 from pbxd.interfaces import ISIPMessageReceiver
 from pbxd.sip.message import make_response
 from pbxd.sip.transaction import response_address
+from pbxd.sip.transaction.common import random_hex
 from pbxd.sip.validation import check_request, stamp_via
 
 #: Methods the PBX offers when every part is configured (the Allow header).
@@ -49,8 +49,8 @@ Address = tuple[str, int]
 
 
 def new_tag() -> str:
-    """A random To tag for responses we make ourselves."""
-    return secrets.token_hex(6)
+    """A random To tag for responses we make ourselves (48 random bits, RFC 3261 §19.3)."""
+    return random_hex(6)
 
 
 @implementer(ISIPMessageReceiver)
@@ -316,21 +316,24 @@ class SIPController:
         # 401/WWW-Authenticate for REGISTER, 407/Proxy-Authenticate for everything else,
         # as Asterisk and Kamailio do (phones expect a call to be proxy-challenged).
         proxy = request.method != "REGISTER"
-        d = maybeDeferred(self.authenticator.authenticate, request, source, proxy=proxy)
+        # the authenticator answers at once when it can (an in-memory extension store)
+        # and with a Deferred otherwise; the synchronous case costs no Deferred
+        result = self.authenticator.authenticate(request, source, proxy=proxy)
+        if isinstance(result, Deferred):
+            result.addCallback(self._decided, request, txn, then)
+            result.addErrback(self._internal_error, txn)
+        else:
+            self._decided(result, request, txn, then)
 
-        def decided(result: Any) -> None:
-            if result.response is not None:
-                self._stamp(result.response)
-                txn.respond(result.response)
-            else:
-                then(request, txn, result.extension)
-
-        d.addCallback(decided)
-        d.addErrback(self._internal_error, txn)
+    def _decided(self, result: Any, request: Any, txn: Any, then: Any) -> None:
+        if result.response is not None:
+            self._stamp(result.response)
+            txn.respond(result.response)
+        else:
+            then(request, txn, result.extension)
 
     def _register(self, request: Any, txn: Any, extension: Any) -> None:
-        d = maybeDeferred(self.registrar.register, request, txn, extension)
-        d.addErrback(self._internal_error, txn)
+        self._call_upper(self.registrar.register, request, txn, extension)
 
     def _handle(self, request: Any, txn: Any, extension: Any) -> None:
         if extension is not None:
@@ -338,8 +341,17 @@ class SIPController:
                 txn.extension = extension
             except AttributeError:
                 pass
-        d = maybeDeferred(self.request_handler.requestReceived, request, txn)
-        d.addErrback(self._internal_error, txn)
+        self._call_upper(self.request_handler.requestReceived, request, txn)
+
+    def _call_upper(self, fn: Any, request: Any, txn: Any, *args: Any) -> None:
+        """``fn(request, txn, *args)``: an exception or a failed Deferred gets a 500."""
+        try:
+            result = fn(request, txn, *args)
+        except Exception:
+            self._internal_error(Failure(), txn)
+            return
+        if isinstance(result, Deferred):
+            result.addErrback(self._internal_error, txn)
 
     @staticmethod
     def _register_problem(request: Any) -> str | None:

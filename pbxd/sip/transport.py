@@ -67,6 +67,35 @@ def normalize_host(host: str) -> str:
     return str(ip)
 
 
+@functools.lru_cache(maxsize=4096)
+def _send_host(host: str, family: int) -> str | None:
+    """``host`` as ``sendto`` wants it on a socket of ``family``, or None when it is
+    not an IP literal that socket can reach (hostnames never reach ``sendto``: it
+    would resolve them with a blocking lookup)."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if family == socket.AF_INET6:
+        return str(ip) if ip.version == 6 else "::ffff:" + str(ip)
+    return str(ip) if ip.version == 4 else None
+
+
+def _sendto(sock: Any, data: bytes, address: Address) -> None:
+    """``sock.sendto`` as ``twisted.internet.udp.Port.write`` does it: retried on EINTR,
+    ECONNREFUSED (an ICMP error of an earlier datagram) ignored."""
+    while True:
+        try:
+            sock.sendto(data, address)
+            return
+        except InterruptedError:
+            continue
+        except ConnectionRefusedError:
+            return
+
+
 def _address(addr: Any) -> Address:
     """``(host, port)`` from a socket address tuple or a Twisted IAddress."""
     if isinstance(addr, tuple):
@@ -157,12 +186,22 @@ class SIPDatagramProtocol(DatagramProtocol):
         if len(data) > MAX_DATAGRAM:
             self.log.warn("Not sending {size}-byte message over UDP", size=len(data))
             return False
-        host = normalize_host(address[0])
-        if self._family() == socket.AF_INET6 and "." in host and ":" not in host:
-            host = "::ffff:" + host
+        family = self._family()
+        host = _send_host(address[0], family)
         port: Any = self.transport
+        sock = getattr(port, "socket", None)
         try:
-            port.write(data, (host, int(address[1])))
+            if host is None or sock is None:
+                # not an IP literal of our family (Port.write refuses it with a clear
+                # error), or a transport without a socket (tests): the checked path
+                host = normalize_host(address[0])
+                if family == socket.AF_INET6 and "." in host and ":" not in host:
+                    host = "::ffff:" + host
+                port.write(data, (host, int(address[1])))
+            else:
+                # Port.write re-validates the address with isIPAddress/isIPv6Address on
+                # every datagram; _send_host validated it once (cached)
+                _sendto(sock, data, (host, int(address[1])))
         except Exception as e:
             self.log.warn("UDP send to {address} failed: {error}", address=address, error=e)
             return False
