@@ -61,7 +61,13 @@ class Dial:
         self._parse(args)
 
     def execute(self, call: Any, args: Any) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._run(call, *self._parse(args)))
+        to, timeout, strategy = self._parse(args)
+        if strategy == "ringall":  # one dial: no coroutine needed
+            def dialled(status: str) -> None:
+                call.variables["DIALSTATUS"] = status
+
+            return call.dial(to, timeout).addCallback(dialled)
+        return Deferred.fromCoroutine(self._run(call, to, timeout, strategy))
 
     async def _run(self, call: Any, to: list[str], timeout: float, strategy: str) -> None:
         if strategy == "ringall":

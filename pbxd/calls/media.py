@@ -14,7 +14,6 @@ port pair facing that phone) with the SDP we exchange with that phone:
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +27,7 @@ from pbxd.sdp.negotiate import (
     telephone_event_pt,
 )
 from pbxd.sdp.session import Origin, SDPParseError, SessionDescription
+from pbxd.sip.dialog import random_below
 
 SDP = "application/sdp"
 
@@ -54,7 +54,7 @@ class LegSdp:
         self.media = media
         self.address = address
         self.signalling_ip = signalling_ip
-        self.origin = Origin("pbxd", str(secrets.randbelow(2**31)), 1, "IN",
+        self.origin = Origin("pbxd", str(random_below(2**31)), 1, "IN",
                              "IP6" if ":" in address else "IP4", address)
         self.last_sent: SessionDescription | None = None
         self.last_body = b""

@@ -21,7 +21,7 @@ run skips the excess time (timestamps jump, marker bit set) and sends
 from __future__ import annotations
 
 import math
-import secrets
+import os
 import struct
 from collections import deque
 from os import PathLike
@@ -53,6 +53,8 @@ STOPPED = "stopped"
 """The default reason :meth:`Player.stop` fires pending plays with."""
 
 _HEADER = struct.Struct("!BBHII")
+_SAMPLE_WISE = frozenset({"PCMU", "PCMA"})  # codecs that encode each sample on its own
+_RANDOM = struct.Struct("!IHI")  # a random SSRC, first sequence number and timestamp
 _EPSILON = 1e-6  # in frames: absorbs float error of clock arithmetic
 
 # Low and high group of in-band DTMF (ITU-T Q.23), by RFC 4733 event code 0-15.
@@ -91,9 +93,11 @@ class RtpStream:
         timestamp: int | None = None,
     ) -> None:
         self.payload_type = payload_type
-        self.ssrc = secrets.randbits(32) if ssrc is None else ssrc & 0xFFFFFFFF
-        self.sequence = secrets.randbits(16) if sequence is None else sequence & 0xFFFF
-        self.timestamp = secrets.randbits(32) if timestamp is None else timestamp & 0xFFFFFFFF
+        if ssrc is None or sequence is None or timestamp is None:  # one system call for all
+            r_ssrc, r_seq, r_ts = _RANDOM.unpack(os.urandom(_RANDOM.size))
+        self.ssrc = r_ssrc if ssrc is None else ssrc & 0xFFFFFFFF
+        self.sequence = r_seq if sequence is None else sequence & 0xFFFF
+        self.timestamp = r_ts if timestamp is None else timestamp & 0xFFFFFFFF
 
     def packet(
         self,
@@ -140,7 +144,13 @@ class _Audio(_Item):
 
     def next_packet(self, player: Player) -> bytes | None:
         size = player.samples_per_frame
-        frame = self.source.read(size)
+        source = self.source
+        codec = player.codec
+        if type(source) is ToneSource and codec.name in _SAMPLE_WISE:  # ring-back &c.
+            payload = source.read_encoded(size, codec.name, codec.encode)
+            if payload is not None:
+                return player._audio_packet(payload)
+        frame = source.read(size)
         if self.loop and len(frame) < size:
             self.source.rewind()
             rest = self.source.read(size - len(frame))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import random
 import wave
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -137,12 +138,14 @@ class ToneSource:
                 cadence = tones.CADENCES[country.lower()][tone]
             except KeyError:
                 raise ValueError(f"no {tone!r} tone for country {country!r}") from None
+        self._key: tuple[tones.Cadence, float] | None = None
         if cadence is None:
             self.period = tones.beep(amplitude=amplitude)
             if seconds is None:
                 seconds = len(self.period) / RATE
         else:
             self.period = _cadence_period(cadence, amplitude)
+            self._key = (cadence, amplitude)
         if not len(self.period):
             raise ValueError("the tone's cadence is empty")
         self.total = None if seconds is None else int(round(seconds * RATE))
@@ -160,6 +163,35 @@ class ToneSource:
 
     def rewind(self) -> None:
         self.position = 0
+
+    def read_encoded(self, count: int, name: str,
+                     encode: Callable[[np.ndarray], bytes]) -> bytes | None:
+        """``encode(self.read(count))`` for a sample-wise codec called ``name`` (G.711),
+        cut from the cadence encoded once; None (nothing read) when it cannot be: fewer
+        than ``count`` samples left, or a tone that is not a shared cadence."""
+        key = self._key
+        if key is None or (self.total is not None and self.total - self.position < count):
+            return None
+        encoded = _encoded_period(key[0], key[1], name, encode)
+        size = len(encoded)
+        start = self.position % size
+        self.position += count
+        end = start + count
+        if end <= size:
+            return encoded[start:end]
+        out = encoded[start:]
+        end -= size
+        while end > size:  # a frame longer than the cadence (never for tones in use)
+            out += encoded
+            end -= size
+        return out + encoded[:end]
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded_period(cadence: tones.Cadence, amplitude: float, name: str,
+                    encode: Callable[[np.ndarray], bytes]) -> bytes:
+    """One period of ``cadence`` encoded with a sample-wise codec, once per process."""
+    return encode(_cadence_period(cadence, amplitude))
 
 
 class MusicOnHold:
@@ -228,6 +260,8 @@ class MusicOnHold:
 
 def as_source(audio: AudioSource | np.ndarray | str | PathLike[str]) -> AudioSource:
     """An :class:`AudioSource` for samples, a WAV path, or a source (returned as is)."""
+    if type(audio) in _SOURCES:  # the common case, without the protocol check below
+        return audio  # type: ignore[return-value]
     if isinstance(audio, np.ndarray):
         return SampleSource(audio)
     if isinstance(audio, (str, PathLike)):
@@ -235,3 +269,6 @@ def as_source(audio: AudioSource | np.ndarray | str | PathLike[str]) -> AudioSou
     if isinstance(audio, AudioSource):
         return audio
     raise TypeError(f"cannot play {type(audio).__name__}: give samples, a WAV path or a source")
+
+
+_SOURCES = (SampleSource, ToneSource, MusicOnHold)

@@ -104,6 +104,25 @@ def _pt_map(attributes: Attributes, name: str) -> dict[int, str]:
     return out
 
 
+_RTPMAP_CACHE: dict[str, tuple[str, int, int] | None] = {}
+
+
+def _rtpmap_entry(rest: str) -> tuple[str, int, int] | None:
+    """``PCMU/8000`` (after the payload type of an a=rtpmap) as (encoding, clock, channels)."""
+    try:
+        return _RTPMAP_CACHE[rest]
+    except KeyError:
+        pass
+    encoding, _, params = rest.strip().partition("/")
+    clock, _, channels = params.partition("/")
+    entry = None
+    if encoding and _is_number(clock) and (not channels or _is_number(channels)):
+        entry = (encoding, int(clock), int(channels or 1))
+    if len(_RTPMAP_CACHE) < 512:  # the few spellings phones use; bounded against odd ones
+        _RTPMAP_CACHE[rest] = entry
+    return entry
+
+
 @dataclass(slots=True)
 class MediaDescription:
     """One m= section. ``port`` 0 means the stream is rejected or disabled."""
@@ -139,13 +158,23 @@ class MediaDescription:
         Explicit ``a=rtpmap`` lines win; static types (0 PCMU, 8 PCMA, ...) are
         known without one.
         """
+        explicit: dict[int, str] = {}
+        for key, value in self.attributes:
+            if key == "rtpmap" and value:
+                pt_text, _, rest = value.partition(" ")
+                if pt_text.isascii() and pt_text.isdigit():
+                    pt = int(pt_text)
+                    if pt not in explicit:  # the first one wins
+                        explicit[pt] = rest
         out: dict[int, tuple[str, int, int]] = {}
-        explicit = _pt_map(self.attributes, "rtpmap")
-        for pt in self.payload_types:
-            encoding, _, params = explicit.get(pt, "").partition("/")
-            clock, _, channels = params.partition("/")
-            if encoding and _is_number(clock) and (not channels or _is_number(channels)):
-                out[pt] = (encoding, int(clock), int(channels or 1))
+        for fmt in self.formats:
+            if not (fmt.isascii() and fmt.isdigit()):
+                continue
+            pt = int(fmt)
+            written = explicit.get(pt)
+            entry = _rtpmap_entry(written) if written else None
+            if entry is not None:
+                out[pt] = entry
             elif pt in STATIC_PAYLOAD_TYPES:
                 out[pt] = STATIC_PAYLOAD_TYPES[pt]
         return out
@@ -199,6 +228,10 @@ def _ordered(
     other: list[tuple[str, str]],
 ) -> list[str]:
     """Lines of one section sorted by RFC 4566 type order (stable within a type)."""
+    if not other:  # the known lines come in order, before the attributes
+        out = [f"{kind}={value}" for kind, value in known]
+        out += ["a=" + k if v is None else f"a={k}:{v}" for k, v in attributes]
+        return out
     attrs = [("a", k if v is None else f"{k}:{v}") for k, v in attributes]
     lines = sorted(known + attrs + other, key=lambda line: order.find(line[0]) % 100)
     return [f"{kind}={value}" for kind, value in lines]
@@ -282,6 +315,8 @@ class SessionDescription:
 def check_address(addrtype: str, address: str, where: str) -> None:
     """Raise SDPParseError unless ``address`` fits ``addrtype`` (IP4 may be a host name)."""
     host = address.split("/", 1)[0]
+    if addrtype == "IP4" and host and ":" not in host:
+        return  # an IPv4 literal or a host name (what the checks below accept for IP4)
     if addrtype not in ("IP4", "IP6") or not host:
         raise SDPParseError(f"{where}: expected IP4 or IP6 and an address, got {addrtype} {host!r}")
     try:
@@ -303,13 +338,14 @@ def _decode(text: str | bytes) -> str:
 
 def _split_lines(text: str) -> list[tuple[int, str, str]]:
     out = []
-    for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw[:-1] if raw.endswith("\r") else raw
-        if not line.strip():
-            continue
-        if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
+    number = 0
+    for raw in text.split("\n"):
+        number += 1
+        line = raw[:-1] if raw[-1:] == "\r" else raw
+        if line[1:2] == "=" and line[0].isalpha():
+            out.append((number, line[0], line[2:]))
+        elif line.strip():
             raise SDPParseError(f"line {number}: expected '<letter>=<value>', got {line[:40]!r}")
-        out.append((number, line[0], line[2:]))
     return out
 
 

@@ -31,7 +31,6 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 
 from pbxd.sip.dialog import new_branch
-from pbxd.sip.uri import Via
 
 Address = tuple[str, int]
 Target = tuple[Any, Address]
@@ -163,10 +162,10 @@ class UserAgent:
         """Put our Via with a new branch on top of ``request``; returns the branch."""
         host, port = self.local_host_port(transport, destination)
         branch = new_branch()
-        via = Via.parse(f"SIP/2.0/{transport.name.upper()} "
-                        f"{'[' + host + ']' if ':' in host else host}:{port}"
-                        f";branch={branch};rport")
-        request.add("Via", str(via), first=True)
+        if ":" in host:
+            host = f"[{host}]"
+        request.add("Via", f"SIP/2.0/{transport.name.upper()} {host}:{port};branch={branch};rport",
+                    first=True)
         if self.user_agent and request.get("User-Agent") is None:
             request.set("User-Agent", self.user_agent)
         return branch
