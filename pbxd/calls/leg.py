@@ -94,6 +94,22 @@ class IllegalTransition(PBXError):
     """An input the leg's current state does not accept."""
 
 
+def _ignored(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+class _Detached:
+    """What a leg reports to once its call is over and forgotten: every event is ignored."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return _ignored
+
+
+DETACHED: Any = _Detached()
+
+
 class Leg:
     """What inbound and outbound legs share: the state table, the dialog,
     in-dialog requests (with re-INVITE glare detection) and BYE."""
@@ -153,6 +169,17 @@ class Leg:
     @property
     def done(self) -> bool:
         return self.state is LegState.TERMINATED
+
+    def detach(self) -> None:
+        """The call is over and forgotten: drop the references to it.
+
+        A transaction can outlive the call (an INVITE client transaction absorbs 2xx
+        retransmissions for 32 s): it then keeps this leg alive, not the whole call
+        (sessions, media, dialplan state), which the garbage collector would otherwise
+        walk again and again. Late events of the leg go nowhere."""
+        self.call = DETACHED
+        self.on_terminated = None
+        self._bye_txn = None  # its callbacks hold this leg: no cycle left for the collector
 
     # -- in-dialog requests from the peer -----------------------------------
 

@@ -151,6 +151,12 @@ class OutboundLeg(Leg):
         else:
             self._failed(408, "Request Timeout")
 
+    def detach(self) -> None:
+        """As :meth:`Leg.detach`; the INVITE transaction is let go of too (it holds this
+        leg through its callbacks, so the two would be a cycle only the collector frees)."""
+        super().detach()
+        self.txn = None
+
     # -- ending -------------------------------------------------------------
 
     def cancel(self) -> None:

@@ -304,8 +304,8 @@ class Session(Dialling):
             self.deps.recording.call_ended(self.id)
         if self.on_ended is not None:
             self.on_ended(self)
-        if self._legs_left <= 0 and self.on_all_legs_gone is not None:
-            self.on_all_legs_gone(self)
+        if self._legs_left <= 0:
+            self._all_legs_gone()
 
     def hangup(self, cause: str = "hangup", side: str = "pbx") -> None:
         """End the call from the PBX (admin API, shutdown, media timeout)."""
@@ -316,9 +316,21 @@ class Session(Dialling):
 
     def leg_terminated(self, leg: Leg) -> None:
         self._legs_left -= 1
-        if self._legs_left <= 0 and self.state is CallState.ENDED and \
-                self.on_all_legs_gone is not None:
+        if self._legs_left <= 0 and self.state is CallState.ENDED:
+            self._all_legs_gone()
+
+    def _all_legs_gone(self) -> None:
+        """Ended with every leg terminated: tell the owner, then let go of the legs
+        (see :meth:`Leg.detach`) and of the callbacks that tie the call's parts together,
+        so it is freed as soon as nothing else holds it."""
+        if self.on_all_legs_gone is not None:
             self.on_all_legs_gone(self)
+        for leg in (self.a, *self.forks):
+            if leg is not None and leg.done:
+                leg.detach()
+        self.on_end = []
+        self.on_digit = None
+        self.on_dial_answered = None
 
     # -- what the manager reads --------------------------------------------------
 

@@ -115,6 +115,7 @@ class LegMedia:
             self._pair = None
         self.peer = None
         self.listeners = []
+        self.on_dtmf_packet = None
 
     # -- the hot path ---------------------------------------------------
 
