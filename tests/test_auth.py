@@ -122,7 +122,11 @@ class AuthenticatorTestCase(SynchronousTestCase):
         )
 
     def run_auth(self, req: Request, *, proxy: bool = False) -> AuthResult:
-        return self.successResultOf(self.auth.authenticate(req, SOURCE, proxy=proxy))
+        # an AuthResult when decided at once, else a Deferred firing with one
+        result = self.auth.authenticate(req, SOURCE, proxy=proxy)
+        if isinstance(result, AuthResult):
+            return result
+        return self.successResultOf(result)
 
     def challenge_header(self, req: Request | None = None, **kw) -> str:
         result = self.run_auth(req or request(), **kw)

@@ -7,11 +7,12 @@ from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from pbxd.auth.credentials import ISIPDigestCredentials
+from pbxd.auth.realm import NOT_YET, fired_value
 from pbxd.sip.digest import compute_ha1
 
 __all__ = ["ExtensionChecker", "stored_ha1"]
@@ -53,8 +54,14 @@ class ExtensionChecker:
     def requestAvatarId(self, credentials: Any) -> Deferred:
         """Deferred firing with the extension number, or failing with UnauthorizedLogin."""
         d = self.store.getExtension(credentials.username)
-        d.addCallback(self._verify, credentials)
-        return d
+        extension = fired_value(d)
+        if extension is NOT_YET:
+            return d.addCallback(self._verify, credentials)
+        # the store has answered already: check now, no callback to run
+        try:
+            return succeed(self._verify(extension, credentials))
+        except Exception:
+            return fail()
 
     def _verify(self, extension: Any, credentials: Any) -> str:
         ha1 = None

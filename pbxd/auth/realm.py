@@ -7,9 +7,25 @@ from typing import Any
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-__all__ = ["ExtensionRealm", "IExtensionAvatar"]
+__all__ = ["NOT_YET", "ExtensionRealm", "IExtensionAvatar", "fired_value"]
+
+NOT_YET: Any = object()
+"""What :func:`fired_value` returns for a Deferred without a value yet."""
+
+
+def fired_value(d: Deferred) -> Any:
+    """The value ``d`` has fired with, or :data:`NOT_YET` if it has not fired,
+    waits on another Deferred, or holds a failure (left in ``d`` for its
+    errbacks). Lets the in-memory stores' already-fired Deferreds be used
+    without running more callbacks."""
+    if d.called and not d.paused:
+        result = d.result
+        if not isinstance(result, (Deferred, Failure)):
+            return result
+    return NOT_YET
 
 
 class IExtensionAvatar(Interface):
@@ -29,8 +45,9 @@ class ExtensionRealm:
     def __init__(self, store: Any) -> None:  # IExtensionStore
         self.store = store
 
-    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Deferred:
-        """Deferred firing with ``(IExtensionAvatar, extension, logout)``."""
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Any:
+        """``(IExtensionAvatar, extension, logout)``, or a Deferred firing with
+        it when the store has not answered at once (IRealm allows both)."""
         if IExtensionAvatar not in interfaces:
             raise NotImplementedError("ExtensionRealm only provides IExtensionAvatar")
         number = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else avatarId
@@ -40,4 +57,8 @@ class ExtensionRealm:
                 raise UnauthorizedLogin(f"extension {number} vanished")
             return (IExtensionAvatar, extension, _logout)
 
-        return self.store.getExtension(number).addCallback(found)
+        d = self.store.getExtension(number)
+        extension = fired_value(d)
+        if extension is NOT_YET:
+            return d.addCallback(found)
+        return found(extension)

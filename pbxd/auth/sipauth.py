@@ -40,17 +40,18 @@ from typing import Any
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pbxd.auth.bans import BanList
 from pbxd.auth.credentials import SIPDigestCredentials
-from pbxd.auth.realm import IExtensionAvatar
+from pbxd.auth.realm import NOT_YET, IExtensionAvatar, fired_value
 from pbxd.errors import SIPParseError
 from pbxd.sip.digest import (
     DigestParseError,
     NonceCounter,
     NonceSource,
     canonical_algorithm,
-    format_challenge,
+    challenge_parts,
     parse_auth_header,
 )
 from pbxd.sip.message import Request, Response, make_response
@@ -61,9 +62,11 @@ __all__ = ["AuthResult", "SIPAuthenticator"]
 _REQUIRED = ("username", "realm", "nonce", "uri", "response")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuthResult:
-    """Exactly one of ``extension`` (authenticated) and ``response`` (send it) is set."""
+    """Exactly one of ``extension`` (authenticated) and ``response`` (send it)
+    is set. Not frozen only because a frozen dataclass costs three times as
+    much to make (one per authenticated request): do not change one."""
 
     extension: Any = None
     response: Response | None = None
@@ -108,17 +111,21 @@ class SIPAuthenticator:
         if not self.algorithms:
             raise ValueError("at least one digest algorithm is needed")
         self.counter = counter if counter is not None else NonceCounter()
+        # challenge header values around the nonce, by stale, per algorithm
+        self._challenges = {
+            stale: tuple(challenge_parts(realm, a, stale=stale) for a in self.algorithms)
+            for stale in (False, True)
+        }
 
     # ------------------------------------------------------------ responses
 
     def challenge(self, request: Request, *, proxy: bool = False, stale: bool = False) -> Response:
         """A 401 (or 407) with one challenge per algorithm and a fresh nonce."""
-        status = 407 if proxy else 401
-        response = make_response(request, status, to_tag=_to_tag(request))
+        response = make_response(request, 407 if proxy else 401, to_tag=_to_tag(request))
         nonce = self.nonces.make(self.clock.seconds())
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        for algorithm in self.algorithms:
-            response.add(name, format_challenge(self.realm, nonce, algorithm, stale=stale))
+        for before, after in self._challenges[stale]:
+            response.add(name, before + nonce + after)
         return response
 
     def _forbidden(self, request: Request) -> Response:
@@ -128,15 +135,24 @@ class SIPAuthenticator:
 
     def authenticate(
         self, request: Request, source: tuple[str, int], *, proxy: bool = False
-    ) -> Deferred[AuthResult]:
-        """Check ``request`` from ``source``; fires with an :class:`AuthResult`
-        (never fails: a broken store gives a 500 response)."""
-        return Deferred.fromCoroutine(self._authenticate(request, source, proxy))
+    ) -> AuthResult | Deferred[AuthResult]:
+        """Check ``request`` from ``source``: an :class:`AuthResult` when the
+        answer is known at once (no credentials, bad ones, or a store that
+        answers synchronously), else a Deferred firing with one. Never raises
+        and never fails: a broken store gives a 500 response."""
+        try:
+            return self._authenticate(request, source[0], proxy)
+        except Exception:
+            self.log.failure(
+                "authentication of a {method} from {source} failed",
+                method=request.method,
+                source=source[0],
+            )
+            return AuthResult(response=make_response(request, 500, to_tag=_to_tag(request)))
 
-    async def _authenticate(
-        self, request: Request, source: tuple[str, int], proxy: bool
-    ) -> AuthResult:
-        ip = source[0]
+    def _authenticate(
+        self, request: Request, ip: str, proxy: bool
+    ) -> AuthResult | Deferred[AuthResult]:
         params = self._credentials_for_us(
             request.getall("Proxy-Authorization" if proxy else "Authorization"), ip
         )
@@ -164,18 +180,45 @@ class SIPAuthenticator:
             self._failed(ip, f"digest uri {credentials.uri!r} is not the Request-URI")
             return AuthResult(response=self.challenge(request, proxy=proxy))
 
-        nonce_state = self.nonces.check(credentials.nonce, self.clock.seconds())
-        try:
-            _, extension, _ = await self.portal.login(credentials, None, IExtensionAvatar)
-        except UnauthorizedLogin:
-            self._failed(ip, f"wrong credentials for {username}")
-            return AuthResult(response=self.challenge(request, proxy=proxy))
-        except Exception:
+        nonce = self.nonces.verify(credentials.nonce, self.clock.seconds())
+        login = self.portal.login(credentials, None, IExtensionAvatar)
+        # An in-memory store has answered already: take the outcome now
+        # instead of running more callbacks.
+        avatar = fired_value(login)
+        if avatar is not NOT_YET:
+            return self._logged_in(avatar, request, ip, proxy, credentials, nc, nonce)
+        outcome: list[Any] = []  # a failure, or the avatar of a store that answers later
+        login.addBoth(outcome.append)
+        if outcome:
+            return self._logged_in(outcome[0], request, ip, proxy, credentials, nc, nonce)
+        d = login.addCallback(
+            lambda _: self._logged_in(outcome[0], request, ip, proxy, credentials, nc, nonce)
+        )
+        d.addErrback(self._broken, request, ip)
+        return d
+
+    def _logged_in(
+        self,
+        outcome: Any,
+        request: Request,
+        ip: str,
+        proxy: bool,
+        credentials: SIPDigestCredentials,
+        nc: int,
+        nonce: tuple[str, float | None],
+    ) -> AuthResult:
+        """The answer once the portal's login has ``outcome`` (avatar tuple or Failure)."""
+        username = credentials.username
+        if isinstance(outcome, Failure):
+            if outcome.check(UnauthorizedLogin):
+                self._failed(ip, f"wrong credentials for {username}")
+                return AuthResult(response=self.challenge(request, proxy=proxy))
             self.log.failure(
-                "authentication of {user} from {source} failed", user=username, source=ip
+                "authentication of {user} from {source} failed", outcome, user=username, source=ip
             )
             return AuthResult(response=make_response(request, 500, to_tag=_to_tag(request)))
-
+        extension = outcome[1]
+        nonce_state, issued = nonce
         if nonce_state != "ok":
             self.log.info(
                 "{state} nonce from {source} for {user}",
@@ -184,7 +227,6 @@ class SIPAuthenticator:
                 user=username,
             )
             return AuthResult(response=self.challenge(request, proxy=proxy, stale=True))
-        issued = self.nonces.issued_at(credentials.nonce)
         assert issued is not None  # checked 'ok' above
         if self.counter.use(credentials.nonce, nc, issued) != "ok":
             self.log.warn(
@@ -192,6 +234,16 @@ class SIPAuthenticator:
             )
             return AuthResult(response=self.challenge(request, proxy=proxy, stale=True))
         return AuthResult(extension=extension)
+
+    def _broken(self, failure: Failure, request: Request, ip: str) -> AuthResult:
+        """An unexpected error after an asynchronous login: 500, as for a broken store."""
+        self.log.failure(
+            "authentication of a {method} from {source} failed",
+            failure,
+            method=request.method,
+            source=ip,
+        )
+        return AuthResult(response=make_response(request, 500, to_tag=_to_tag(request)))
 
     def _credentials_for_us(self, values: list[str], ip: str) -> dict[str, str] | None:
         """The params of the first Digest credentials addressed to our realm."""
@@ -209,29 +261,33 @@ class SIPAuthenticator:
         self, request: Request, params: dict[str, str]
     ) -> tuple[SIPDigestCredentials, int]:
         """Build the cred credentials; ValueError when something is missing or not offered."""
-        missing = [name for name in _REQUIRED if not params.get(name)]
-        if missing:
+        get = params.get
+        username, realm, nonce, uri, response = (
+            get("username"), get("realm"), get("nonce"), get("uri"), get("response")
+        )  # fmt: skip
+        if not (username and realm and nonce and uri and response):
+            missing = [name for name in _REQUIRED if not get(name)]
             raise ValueError(f"missing {', '.join(missing)}")
-        algorithm = canonical_algorithm(params.get("algorithm"))
+        algorithm = canonical_algorithm(get("algorithm"))
         if algorithm not in self.algorithms:
             raise ValueError(f"algorithm {algorithm} not offered")
-        if params.get("qop") != "auth":
-            raise ValueError(f"qop {params.get('qop')!r} not offered")
-        nc_text, cnonce = params.get("nc", ""), params.get("cnonce", "")
+        if get("qop") != "auth":
+            raise ValueError(f"qop {get('qop')!r} not offered")
+        nc_text, cnonce = get("nc", ""), get("cnonce", "")
         if len(nc_text) != 8 or not cnonce:
             raise ValueError("qop=auth needs nc (8 hex digits) and cnonce")
         nc = int(nc_text, 16)  # ValueError when not hex
         credentials = SIPDigestCredentials(
-            username=params["username"],
-            realm=params["realm"],
-            method=request.method,
-            uri=params["uri"],
-            nonce=params["nonce"],
-            nc=nc_text,
-            cnonce=cnonce,
-            qop="auth",
-            algorithm=algorithm,
-            response=params["response"],
+            username,
+            realm,
+            request.method,
+            uri,
+            nonce,
+            nc_text,
+            cnonce,
+            "auth",
+            algorithm,
+            response,
         )
         return credentials, nc
 
@@ -272,8 +328,9 @@ def _to_tag(request: Request) -> str:
     """A To tag that depends only on the request's dialog identifiers, so
     retransmissions and every challenge of one request look alike."""
     try:
-        from_tag = request.from_.tag if request.from_ is not None else ""
+        from_ = request.from_
+        from_tag = from_.tag if from_ is not None else ""
     except SIPParseError:
         from_tag = ""
-    seed = f"{request.get('Call-ID') or ''}|{from_tag}"
+    seed = f"{request.call_id or ''}|{from_tag}"
     return hashlib.sha256(seed.encode("utf-8", "replace")).hexdigest()[:16]

@@ -14,11 +14,11 @@ Nothing here reads a clock: callers pass ``now`` (seconds).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
 import os
+import re
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +30,7 @@ __all__ = [
     "NonceCounter",
     "NonceSource",
     "canonical_algorithm",
+    "challenge_parts",
     "compute_ha1",
     "compute_ha2",
     "compute_response",
@@ -49,12 +50,14 @@ ALGORITHMS: dict[str, Callable[..., hashlib._Hash]] = {
     "SHA-256-sess": hashlib.sha256,
 }
 _BY_UPPER = {name.upper(): name for name in ALGORITHMS}
+# names already canonical, and None/"" meaning MD5: no upper() needed
+_CANONICAL: dict[str | None, str] = {None: "MD5", "": "MD5"}
+_CANONICAL.update((name, name) for name in ALGORITHMS)
+_SESS = frozenset(name for name in ALGORITHMS if name.endswith("-sess"))
 
 # Parameters written as tokens (unquoted) in challenges and credentials;
 # everything else is a quoted-string (RFC 2617 3.2.1/3.2.2, RFC 3261 25.1).
 _TOKEN_PARAMS = frozenset({"algorithm", "stale", "nc"})
-
-_SEPARATORS = frozenset('()<>@,;:\\"/[]?={} \t')
 
 
 class DigestParseError(ValueError):
@@ -71,36 +74,48 @@ def quote_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _skip_ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\r\n":
-        i += 1
-    return i
+# The auth-param grammar as the old character-by-character reader applied it
+# (maximal munch everywhere, hence the possessive quantifiers): optional
+# whitespace, a token scheme, then ``name = value`` pairs, each followed by
+# the end or by a comma (a trailing comma is allowed). A token is any run of
+# characters other than the RFC 2616 separators and CR/LF; a quoted string
+# may contain anything, ``\x`` standing for ``x``.
+_WS = r"[ \t\r\n]*+"
+_TOKEN = r'[^()<>@,;:\\"/\[\]?={} \t\r\n]'
+_QUOTED = r'"([^"\\]*+(?:\\.[^"\\]*+)*+)"'
+_PARAM = rf"({_TOKEN}++){_WS}={_WS}(?:{_QUOTED}|({_TOKEN}*+)){_WS}(?:,{_WS}|\Z)"
+_SCHEME_RE = re.compile(rf"{_WS}({_TOKEN}++){_WS}")
+_PARAM_RE = re.compile(_PARAM, re.DOTALL)
+# One auth-param, or else any single character (its name group is then
+# empty): findall therefore covers the whole rest of the value contiguously.
+_PARAMS_RE = re.compile(rf"{_PARAM}|.", re.DOTALL)
+_NAME_RE = re.compile(rf"({_TOKEN}++){_WS}")
+_QUOTED_RE = re.compile(_QUOTED, re.DOTALL)
+_UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 
 
-def _token(text: str, i: int) -> tuple[str, int]:
-    start = i
-    while i < len(text) and text[i] not in _SEPARATORS and text[i] not in "\r\n":
-        i += 1
-    return text[start:i], i
-
-
-def _quoted(text: str, i: int) -> tuple[str, int]:
-    """Read a quoted-string starting at ``text[i] == '"'``; return (value, next index)."""
-    out: list[str] = []
-    i += 1
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            if i + 1 >= len(text):
-                break
-            out.append(text[i + 1])
-            i += 2
-        elif ch == '"':
-            return "".join(out), i + 1
-        else:
-            out.append(ch)
-            i += 1
-    raise DigestParseError("unterminated quoted string")
+def _param_error(value: str, i: int) -> DigestParseError:
+    """What is wrong with the auth-params from ``value[i]`` on (the error path only)."""
+    seen: set[str] = set()
+    while i < len(value):
+        m = _PARAM_RE.match(value, i)
+        if m is None:
+            break
+        key = m.group(1).lower()
+        if key in seen:
+            return DigestParseError(f"auth-param {key!r} repeated")
+        seen.add(key)
+        i = m.end()
+    m = _NAME_RE.match(value, i)
+    if m is None:
+        return DigestParseError(f"bad auth-param at offset {i}")
+    name, j = m.group(1), m.end()
+    if j >= len(value) or value[j] != "=":
+        return DigestParseError(f"auth-param {name!r} has no value")
+    rest = value[j + 1 :].lstrip(" \t\r\n")
+    if rest.startswith('"') and _QUOTED_RE.match(rest) is None:
+        return DigestParseError("unterminated quoted string")
+    return DigestParseError(f"expected ',' after auth-param {name!r}")
 
 
 def parse_auth_header(value: str) -> tuple[str, dict[str, str]]:
@@ -110,34 +125,21 @@ def parse_auth_header(value: str) -> tuple[str, dict[str, str]]:
     names are lower case, quoted values are unescaped. A repeated parameter
     is an error (it would make the credentials ambiguous).
     """
-    i = _skip_ws(value, 0)
-    scheme, i = _token(value, i)
-    if not scheme:
+    m = _SCHEME_RE.match(value)
+    if m is None:
         raise DigestParseError("missing auth scheme")
-    params: dict[str, str] = {}
-    i = _skip_ws(value, i)
-    while i < len(value):
-        name, i = _token(value, i)
-        if not name:
-            raise DigestParseError(f"bad auth-param at offset {i}")
-        i = _skip_ws(value, i)
-        if i >= len(value) or value[i] != "=":
-            raise DigestParseError(f"auth-param {name!r} has no value")
-        i = _skip_ws(value, i + 1)
-        if i < len(value) and value[i] == '"':
-            val, i = _quoted(value, i)
-        else:
-            val, i = _token(value, i)
-        key = name.lower()
-        if key in params:
-            raise DigestParseError(f"auth-param {key!r} repeated")
-        params[key] = val
-        i = _skip_ws(value, i)
-        if i < len(value):
-            if value[i] != ",":
-                raise DigestParseError(f"expected ',' at offset {i}")
-            i = _skip_ws(value, i + 1)
-    return scheme, params
+    start = m.end()
+    items = _PARAMS_RE.findall(value, start)
+    # a quoted value or a token (never both); an empty name marks a character
+    # no auth-param could start at
+    params = {name.lower(): quoted or token for name, quoted, token in items}
+    if len(params) != len(items) or "" in params:
+        raise _param_error(value, start)
+    if "\\" in value:
+        for name, quoted, _ in items:
+            if "\\" in quoted:
+                params[name.lower()] = _UNESCAPE_RE.sub(r"\1", quoted)
+    return m.group(1), params
 
 
 def format_auth_params(scheme: str, params: Iterable[tuple[str, str]] | Mapping[str, str]) -> str:
@@ -171,6 +173,27 @@ def format_challenge(
     return format_auth_params("Digest", params)
 
 
+def challenge_parts(
+    realm: str,
+    algorithm: str,
+    *,
+    stale: bool = False,
+    qop: str = "auth",
+    opaque: str | None = None,
+) -> tuple[str, str]:
+    """``(before, after)`` with ``before + nonce + after ==
+    format_challenge(realm, nonce, algorithm, ...)`` for every nonce that
+    :func:`quote_string` leaves alone (no ``"`` or ``\\``, as
+    :meth:`NonceSource.make` makes them): a challenge is then two
+    concatenations."""
+    marker = "\x00"
+    while marker in realm or marker in qop or (opaque is not None and marker in opaque):
+        marker += "\x00"
+    text = format_challenge(realm, marker, algorithm, stale=stale, qop=qop, opaque=opaque)
+    before, _, after = text.partition(marker)
+    return before, after
+
+
 # --------------------------------------------------------------------------
 # Hashes
 # --------------------------------------------------------------------------
@@ -181,10 +204,11 @@ def canonical_algorithm(name: str | None) -> str:
 
     Raises ``ValueError`` for an algorithm we do not implement.
     """
-    if name is None or name == "":
-        return "MD5"
+    found = _CANONICAL.get(name)
+    if found is not None:
+        return found
     try:
-        return _BY_UPPER[name.upper()]
+        return _BY_UPPER[name.upper()]  # type: ignore[union-attr]
     except KeyError:
         raise ValueError(f"unsupported digest algorithm {name!r}") from None
 
@@ -226,11 +250,15 @@ def compute_response(
     """The request-digest. ``ha1`` is the stored ``H(user:realm:password)``;
     the -sess derivation is applied here. Without ``qop`` the RFC 2069 form
     ``H(HA1:nonce:HA2)`` is computed."""
-    real_ha1 = session_ha1(algorithm, ha1, nonce, cnonce)
-    ha2 = compute_ha2(algorithm, method, uri)
+    name = algorithm if algorithm in ALGORITHMS else canonical_algorithm(algorithm)
+    h = ALGORITHMS[name]
+    real_ha1 = ha1.lower()
+    if name in _SESS:
+        real_ha1 = h(f"{real_ha1}:{nonce}:{cnonce}".encode()).hexdigest()
+    ha2 = h(f"{method}:{uri}".encode()).hexdigest()
     if qop:
-        return hash_hex(algorithm, f"{real_ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
-    return hash_hex(algorithm, f"{real_ha1}:{nonce}:{ha2}")
+        return h(f"{real_ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}".encode()).hexdigest()
+    return h(f"{real_ha1}:{nonce}:{ha2}".encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------
@@ -243,6 +271,15 @@ _MAC_LEN = 16
 _RAND_LEN = 8
 _RAW_LEN = 8 + _RAND_LEN + _MAC_LEN
 _SKEW = 5.0  # seconds a nonce may appear to come from the future (clock steps, other nodes)
+_pack_ms = struct.Struct(">Q").pack
+_unpack_ms = struct.Struct(">Q").unpack_from
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+# base64url of _RAW_LEN (32) bytes without padding: 42 characters, then one
+# whose low two bits (not part of any byte) are zero.
+_NONCE_RE = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 
 
 class NonceSource:
@@ -261,40 +298,58 @@ class NonceSource:
     ) -> None:
         if len(secret) < 16:
             raise ValueError("nonce secret must be at least 16 bytes")
-        self._secret = secret
         self.lifetime = lifetime
         self._random = random
+        # HMAC-SHA256 with the key's inner and outer pads hashed once
+        # (RFC 2104): each MAC is then two copies and updates, half the cost
+        # of hmac.digest, which sets the key up again every time.
+        key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
 
     def _mac(self, head: bytes) -> bytes:
-        return hmac.new(self._secret, head, hashlib.sha256).digest()[:_MAC_LEN]
+        """``HMAC-SHA256(secret, head)`` truncated to 16 bytes."""
+        inner = self._inner.copy()
+        inner.update(head)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:_MAC_LEN]
 
     def make(self, now: float) -> str:
         """A fresh nonce issued at ``now``."""
-        head = struct.pack(">Q", max(0, int(now * 1000))) + self._random(_RAND_LEN)
-        return base64.urlsafe_b64encode(head + self._mac(head)).rstrip(b"=").decode("ascii")
+        head = _pack_ms(max(0, int(now * 1000))) + self._random(_RAND_LEN)
+        raw = head + self._mac(head)
+        return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE)[:-1].decode("ascii")
 
     def issued_at(self, nonce: str) -> float | None:
-        """The issue time of a nonce we signed, or None if it is not ours."""
-        try:
-            raw = base64.urlsafe_b64decode(nonce.encode("ascii") + b"=" * (-len(nonce) % 4))
-        except (binascii.Error, UnicodeEncodeError, ValueError):
+        """The issue time of a nonce we signed, or None if it is not ours.
+
+        Only the exact spelling :meth:`make` produces is ours: 43 characters
+        of the URL-safe alphabet whose unused trailing bits are zero (so one
+        nonce has exactly one accepted spelling)."""
+        if _NONCE_RE.fullmatch(nonce) is None:
             return None
-        if len(raw) != _RAW_LEN:
+        raw = binascii.a2b_base64(nonce.encode("ascii").translate(_FROM_URLSAFE) + b"=")
+        head = raw[:-_MAC_LEN]
+        if not hmac.compare_digest(raw[-_MAC_LEN:], self._mac(head)):
             return None
-        head, mac = raw[:-_MAC_LEN], raw[-_MAC_LEN:]
-        if not hmac.compare_digest(mac, self._mac(head)):
-            return None
-        return struct.unpack(">Q", head[:8])[0] / 1000.0
+        return _unpack_ms(head, 0)[0] / 1000.0
+
+    def verify(self, nonce: str, now: float) -> tuple[NonceState, float | None]:
+        """:meth:`check` and :meth:`issued_at` at once: ``(state, issue time)``
+        (the time is None when the nonce is not ours)."""
+        issued = self.issued_at(nonce)
+        if issued is None or issued > now + _SKEW:
+            return "invalid", issued
+        if now - issued > self.lifetime:
+            return "stale", issued
+        return "ok", issued
 
     def check(self, nonce: str, now: float) -> NonceState:
         """``'ok'``, ``'stale'`` (ours but older than ``lifetime``) or
         ``'invalid'`` (not ours, tampered, or from the future)."""
-        issued = self.issued_at(nonce)
-        if issued is None or issued > now + _SKEW:
-            return "invalid"
-        if now - issued > self.lifetime:
-            return "stale"
-        return "ok"
+        return self.verify(nonce, now)[0]
 
 
 CountState = Literal["ok", "replay", "stale"]
