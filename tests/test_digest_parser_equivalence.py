@@ -100,7 +100,7 @@ _PIECES = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(st.lists(_PIECES, max_size=14).map("".join))
 def test_same_as_reference_on_assembled_inputs(value: str) -> None:
     assert_same(value)
@@ -117,7 +117,7 @@ _NAMES = st.sampled_from(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(
     st.lists(
         st.tuples(
