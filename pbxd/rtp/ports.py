@@ -16,6 +16,7 @@ relaying one RTP packet. :class:`QuietUDPPort` checks each destination once.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,13 +47,21 @@ class QuietUDPPort(udp.Port):
         udp.Port.write(self, datagram, addr)
         self._checked = addr
 
+    def _setAddressFamily(self) -> None:
+        family = _FAMILIES.get(self.interface)
+        if family is None:  # parse the interface once, not for every socket of every call
+            udp.Port._setAddressFamily(self)
+            _FAMILIES[self.interface] = family = self.addressFamily
+        self.addressFamily = family
+
     def _bindSocket(self) -> None:
-        try:
-            skt = self.createInternetSocket()
+        try:  # non-blocking (and close-on-exec) from the start: no fcntl calls after
+            skt = socket.socket(self.addressFamily,
+                                self.socketType | _SOCKET_FLAGS)
             skt.bind((self.interface, self.port))
         except OSError as le:
             raise CannotListenError(self.interface, self.port, le) from le
-        self._realPortNumber = skt.getsockname()[1]
+        self._realPortNumber = self.port or skt.getsockname()[1]
         self.connected = 1
         self.socket = skt
         # as udp.Port._bindSocket does; Twisted's stubs declare fileno a method
@@ -61,7 +70,12 @@ class QuietUDPPort(udp.Port):
     def connectionLost(self, reason: Any = None) -> None:
         self._realPortNumber = None
         self.maxThroughput = -1
-        base.BasePort.connectionLost(self, reason)
+        if self.producer is None:  # FileDescriptor.connectionLost but stopWriting: never written
+            self.disconnected = 1
+            self.connected = 0
+            self.stopReading()
+        else:  # pragma: no cover - a UDP port has no producer
+            base.BasePort.connectionLost(self, reason)
         self.protocol.doStop()
         self.socket.close()
         del self.socket
@@ -69,6 +83,10 @@ class QuietUDPPort(udp.Port):
         if hasattr(self, "d"):
             self.d.callback(None)
             del self.d
+
+
+_FAMILIES: dict[str, socket.AddressFamily] = {}
+_SOCKET_FLAGS = getattr(socket, "SOCK_NONBLOCK", 0) | getattr(socket, "SOCK_CLOEXEC", 0)
 
 
 def quiet(listen_udp: ListenUDP) -> ListenUDP:
