@@ -21,9 +21,11 @@ def fired_value(d: Deferred) -> Any:
     waits on another Deferred, or holds a failure (left in ``d`` for its
     errbacks). Lets the in-memory stores' already-fired Deferreds be used
     without running more callbacks."""
+    # Not paused: not waiting on a Deferred returned by a callback (a Deferred
+    # never fires with a Deferred itself), so ``result`` is final.
     if d.called and not d.paused:
         result = d.result
-        if not isinstance(result, (Deferred, Failure)):
+        if not isinstance(result, Failure):  # (Deferred is an ABC: slower to test)
             return result
     return NOT_YET
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.cred.error import UnauthorizedLogin
@@ -62,18 +61,29 @@ __all__ = ["AuthResult", "SIPAuthenticator"]
 _REQUIRED = ("username", "realm", "nonce", "uri", "response")
 
 
-@dataclass(slots=True)
 class AuthResult:
     """Exactly one of ``extension`` (authenticated) and ``response`` (send it)
-    is set. Not frozen only because a frozen dataclass costs three times as
-    much to make (one per authenticated request): do not change one."""
+    is set. A plain class (one is made per request; a frozen dataclass costs
+    three times as much): treat it as immutable."""
 
-    extension: Any = None
-    response: Response | None = None
+    __slots__ = ("extension", "response")
 
-    def __post_init__(self) -> None:
-        if (self.extension is None) == (self.response is None):
+    def __init__(self, extension: Any = None, response: Response | None = None) -> None:
+        if (extension is None) == (response is None):
             raise ValueError("AuthResult needs exactly one of extension and response")
+        self.extension = extension
+        self.response = response
+
+    def __repr__(self) -> str:
+        return f"AuthResult(extension={self.extension!r}, response={self.response!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.extension, self.response) == (other.extension, other.response)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.extension, self.response))
 
 
 class SIPAuthenticator:

@@ -86,9 +86,11 @@ _QUOTED = r'"([^"\\]*+(?:\\.[^"\\]*+)*+)"'
 _PARAM = rf"({_TOKEN}++){_WS}={_WS}(?:{_QUOTED}|({_TOKEN}*+)){_WS}(?:,{_WS}|\Z)"
 _SCHEME_RE = re.compile(rf"{_WS}({_TOKEN}++){_WS}")
 _PARAM_RE = re.compile(_PARAM, re.DOTALL)
-# One auth-param, or else any single character (its name group is then
-# empty): findall therefore covers the whole rest of the value contiguously.
-_PARAMS_RE = re.compile(rf"{_PARAM}|.", re.DOTALL)
+# One auth-param, or else everything left (its name group is then empty):
+# findall therefore covers the rest of the value contiguously, and stops at
+# the first thing that is not an auth-param (taking one character at a time
+# there would try the auth-param again at every later offset: quadratic).
+_PARAMS_RE = re.compile(rf"{_PARAM}|.+", re.DOTALL)
 _NAME_RE = re.compile(rf"({_TOKEN}++){_WS}")
 _QUOTED_RE = re.compile(_QUOTED, re.DOTALL)
 _UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
@@ -130,8 +132,8 @@ def parse_auth_header(value: str) -> tuple[str, dict[str, str]]:
         raise DigestParseError("missing auth scheme")
     start = m.end()
     items = _PARAMS_RE.findall(value, start)
-    # a quoted value or a token (never both); an empty name marks a character
-    # no auth-param could start at
+    # a quoted value or a token (never both); an empty name marks the rest
+    # that is not an auth-param
     params = {name.lower(): quoted or token for name, quoted, token in items}
     if len(params) != len(items) or "" in params:
         raise _param_error(value, start)
