@@ -240,3 +240,13 @@ def test_framer_max_message_size_is_configurable() -> None:
     with pytest.raises(SIPParseError):
         framer.feed(golden.INVITE_SDP)
     assert StreamFramer(max_message_size=len(golden.INVITE_SDP)).feed(golden.INVITE_SDP) == [golden.INVITE_SDP]
+
+
+def test_framer_is_empty_after_a_fatal_error_even_when_one_chunk_overflows_it() -> None:
+    # found by hypothesis (test_fuzz_parsers): 1 byte, then a chunk that takes the
+    # buffer past max_message_size left max_message_size + 1 bytes pending
+    framer = StreamFramer(max_message_size=300)
+    framer.feed(golden.INVITE_SDP[:1])
+    with pytest.raises(SIPParseError) as info:
+        framer.feed(golden.INVITE_SDP[1:])
+    assert info.value.fatal and framer.pending == 0

@@ -272,13 +272,16 @@ class StreamFramer:
         """Add received bytes; return the complete messages now available.
 
         A framing error raises SIPParseError whose ``messages`` holds the whole
-        messages framed before the bad bytes (deliver them, then close).
+        messages framed before the bad bytes (deliver them, then close); the
+        buffer is emptied, so ``pending`` is 0 after it.
         """
         out: list[bytes] = []
         try:
             self._feed(data, out)
         except SIPParseError as error:
             error.messages = out  # type: ignore[attr-defined]
+            if error.fatal:  # the connection is closed: drop what cannot be framed
+                del self._buffer[:]
             raise
         return out
 
