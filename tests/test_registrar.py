@@ -330,3 +330,39 @@ def test_bindings_survive_a_restart(tmp_path):
     again = Harness(tmp_path / "db", clock=clock)
     assert _ok(again.location.restore()) == 1
     assert listed(again.answer(cseq=9)) == {"sip:1000@192.168.1.20:5060": 480}
+
+
+def test_registrations_queued_behind_one_in_flight_run_in_order_and_each_fires(h):
+    h.pool.hold()
+    fired: list = []
+    answered: list = []
+    requests = (
+        register_request(A, expires=600, cseq=3),
+        register_request(A, expires=300, cseq=3),  # same Call-ID, same CSeq: refused
+        register_request(B, expires=600, cseq=4),
+        register_request(C, expires=600, cseq=1, call_id="other"),
+    )
+    for n, request in enumerate(requests):
+        txn = FakeServerTransaction(h.transport, PHONE)
+        txn.respond = lambda response, n=n: answered.append((n, response.status))
+        h.registrar.register(request, txn, Ext("1000")).addCallback(fired.append)
+    # another AOR is not queued behind them
+    wire = register_request(A, expires=600).serialize().replace(b"sip:1000@", b"sip:1001@")
+    other = h.register(parse_message(wire), ext=Ext("1001"))
+    assert answered == [] and fired == [] and other.responses == []
+    assert len(h.registrar._locks["1000"]) == 3
+    h.pool.release()
+    assert answered == [(0, 200), (1, 500), (2, 200), (3, 200)] and fired == [None] * 4
+    assert other.responses[0].status == 200
+    assert sorted(b.contact for b in h.location.bindings("1000")) == [
+        "sip:1000@192.168.1.20:5060", "sip:1000@192.168.1.21:5060", "sip:1000@192.168.1.22:5060"]
+    assert h.location.bindings("1000")[-1].expires_at == h.clock.seconds() + 600
+    assert h.registrar._locks == {}
+
+
+def test_a_register_that_needs_no_store_write_is_answered_at_once(h):
+    h.answer(A, expires=600)
+    h.pool.hold()
+    txn = h.register(register_request(cseq=2))  # a listing
+    assert [r.status for r in txn.responses] == [200] and h.registrar._locks == {}
+    h.pool.release()

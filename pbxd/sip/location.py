@@ -155,6 +155,12 @@ def _q(binding: Binding) -> float:
     return 1.0 if binding.q is None else binding.q
 
 
+def _order(binding: Binding) -> tuple[float, float]:
+    """Sort key of :meth:`LocationService.bindings`: best q first, then newest."""
+    q = binding.q
+    return (-1.0 if q is None else -q, -binding.registered_at)
+
+
 class LocationService:
     """Bindings by AOR, with expiry timers, NAT targets and persistence.
 
@@ -178,7 +184,12 @@ class LocationService:
 
     def bindings(self, aor: str) -> list[Binding]:
         """All current bindings of ``aor`` (reachable or not), best q first, then newest."""
-        return sorted(self._by_aor.get(aor, ()), key=lambda b: (-_q(b), -b.registered_at))
+        bindings = self._by_aor.get(aor)
+        if not bindings:
+            return []
+        if len(bindings) == 1:
+            return [bindings[0]]
+        return sorted(bindings, key=_order)
 
     def lookup(self, aor: str) -> list[Binding]:
         """The unexpired, reachable bindings of ``aor`` to try, best q first."""
@@ -219,8 +230,13 @@ class LocationService:
         """
         save, remove = list(save), list(remove)
         d = self._persist(aor, save, remove)
-        d.addCallback(lambda _: self._apply(aor, save, remove))
+        d.addCallback(self._applied, aor, save, remove)
         return d
+
+    def _applied(
+        self, _: Any, aor: str, save: list[Binding], remove: list[Binding]
+    ) -> list[Binding]:
+        return self._apply(aor, save, remove)
 
     def _persist(self, aor: str, save: list[Binding], remove: list[Binding]) -> Deferred:
         if self.store is None or not (save or remove):
@@ -241,7 +257,11 @@ class LocationService:
             self._remember(binding, "added" if old is None else "refreshed")
         for binding in save:
             transport = binding.transport
-            if binding.stream and transport is not None and not transport.connected:
+            if (
+                transport is not None
+                and binding.flow[0] in _STREAM
+                and not transport.connected
+            ):
                 self.log.info(
                     "binding {contact} of {aor} dropped: its connection closed meanwhile",
                     contact=binding.contact,

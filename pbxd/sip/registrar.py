@@ -36,8 +36,9 @@ import email.utils
 import secrets
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pbxd import debuglog
 from pbxd.sip.message import make_response
@@ -101,9 +102,15 @@ class Registrar:
         self.max_contacts = max_contacts
         self.extensions = extensions
         self.server = server
-        self._locks: dict[str, DeferredLock] = {}
+        self._locks: dict[str, list[tuple[Any, ...]]] = {}
 
     # ------------------------------------------------------------------ entry
+    #
+    # REGISTERs of one AOR are handled one at a time: while one waits for the store,
+    # ``_locks[aor]`` lists the ones that came meanwhile; they run, in order, once it
+    # has been answered. A REGISTER that finds its AOR idle runs at once, and one that
+    # completes without waiting (a refusal, a listing, an already-fired store) leaves
+    # no entry behind.
 
     def register(
         self,
@@ -118,32 +125,27 @@ class Registrar:
         ``transport``/``source`` default to the server transaction's.
         """
         txn = server_transaction
-        transport = transport if transport is not None else txn.transport
-        source = source if source is not None else txn.source
-        d = self._resolve(request, extension)
-
-        def resolved(ext: Any) -> Any:
-            if ext is None:
-                return self._answer(request, txn, 404, "Not Found")
-            aor = ext.number
-            if request.to is None or request.to.uri.user != aor:
-                return self._answer(request, txn, 403, "To does not match the extension")
-            lock = self._locks.setdefault(aor, DeferredLock())
-            locked = lock.run(self._register, request, txn, ext, transport, source)
-            locked.addBoth(self._release, aor, lock)
-            return locked
-
-        d.addCallback(resolved)
-        d.addErrback(self._failed, request, txn)
-        return d
+        if transport is None:
+            transport = txn.transport
+        if source is None:
+            source = txn.source
+        if extension is None:
+            d = self._resolve(request)
+            d.addCallback(self._resolved, request, txn, transport, source)
+            d.addErrback(self._failed, request, txn)
+            return d
+        try:
+            done = self._start(request, txn, extension, transport, source)
+        except Exception:
+            self._failed(Failure(), request, txn)
+            done = None
+        return succeed(None) if done is None else done
 
     def connectionLost(self, transport: Any) -> None:
         """The controller's hook: a TCP/TLS connection closed."""
         self.location.transport_closed(transport)
 
-    def _resolve(self, request: Any, extension: Any) -> Deferred:
-        if extension is not None:
-            return succeed(extension)
+    def _resolve(self, request: Any) -> Deferred:
         user = request.to.uri.user if request.to is not None else None
         if not user:
             return succeed(None)
@@ -151,20 +153,78 @@ class Registrar:
             return succeed(_Anonymous(user))
         return maybeDeferred(self.extensions.getExtension, user)
 
-    def _release(self, result: Any, aor: str, lock: DeferredLock) -> Any:
-        if not lock.locked and not lock.waiting and self._locks.get(aor) is lock:
-            del self._locks[aor]
+    def _resolved(
+        self, ext: Any, request: Any, txn: Any, transport: Any, source: tuple[str, int]
+    ) -> Deferred | None:
+        if ext is None:
+            self._answer(request, txn, 404, "Not Found")
+            return None
+        return self._start(request, txn, ext, transport, source)
+
+    def _start(
+        self, request: Any, txn: Any, extension: Any, transport: Any, source: tuple[str, int]
+    ) -> Deferred | None:
+        """Run the REGISTER now, or queue it behind the one of its AOR in flight.
+
+        Returns None when it has been answered already, else a Deferred firing then.
+        """
+        aor = extension.number
+        to = request.to
+        if to is None or to.uri.user != aor:
+            self._answer(request, txn, 403, "To does not match the extension")
+            return None
+        waiting = self._locks.get(aor)
+        if waiting is not None:
+            done: Deferred = Deferred()
+            waiting.append((done, request, txn, extension, transport, source))
+            return done
+        return self._run(aor, request, txn, extension, transport, source)
+
+    def _run(
+        self,
+        aor: str,
+        request: Any,
+        txn: Any,
+        extension: Any,
+        transport: Any,
+        source: tuple[str, int],
+    ) -> Deferred | None:
+        try:
+            d = self._register(request, txn, extension, transport, source)
+        except Exception:
+            self._failed(Failure(), request, txn)
+            return None
+        if d is None or d.called:
+            return None
+        self._locks[aor] = []
+        d.addBoth(self._next, aor)
+        return d
+
+    def _next(self, result: Any, aor: str) -> Any:
+        """The REGISTER of ``aor`` in flight has been answered: run the waiting ones."""
+        waiting = self._locks.pop(aor, None)
+        while waiting:
+            done, request, txn, extension, transport, source = waiting.pop(0)
+            d = self._run(aor, request, txn, extension, transport, source)
+            if d is None:
+                done.callback(None)
+                continue
+            self._locks[aor].extend(waiting)  # the rest wait for this one
+            d.addBoth(_fire, done)
+            break
         return result
 
     # ------------------------------------------------------------------ rules
 
     def _register(
         self, request: Any, txn: Any, extension: Any, transport: Any, source: tuple[str, int]
-    ) -> Any:
+    ) -> Deferred | None:
         aor = extension.number
         limit = getattr(extension, "max_contacts", None) or self.max_contacts
+        location = self.location
+        existing = location.bindings(aor)
         try:
-            save, remove = self._plan(request, aor, limit, transport, source)
+            save, remove = self._plan(request, aor, limit, transport, source, existing)
         except _Reject as reject:
             self.log.info(
                 "{txn} REGISTER {aor} from {peer} refused: {status} {reason}",
@@ -174,25 +234,45 @@ class Registrar:
                 status=reject.status,
                 reason=reject.reason,
             )
-            return self._answer(request, txn, reject.status, reject.reason, **reject.headers)
+            self._answer(request, txn, reject.status, reject.reason, **reject.headers)
+            return None
         if not save and not remove:
-            return self._ok(request, txn, self.location.bindings(aor))
-        known = {b.contact for b in self.location.bindings(aor)}
-        d = self.location.commit(aor, save, remove)
+            self._ok(request, txn, existing)
+            return None
+        d = location.commit(aor, save, remove)
+        d.addCallbacks(
+            self._committed,
+            self._store_failed,
+            (request, txn, aor, save, remove, existing, source),
+            None,
+            (request, txn, aor),
+        )
+        return d
 
-        def committed(current: list[Any]) -> None:
-            now = self.clock.seconds()
+    def _committed(
+        self,
+        current: list[Any],
+        request: Any,
+        txn: Any,
+        aor: str,
+        save: list[Any],
+        remove: list[Any],
+        existing: list[Any],
+        source: tuple[str, int],
+    ) -> None:
+        try:
             for b in save:
                 # a new binding is worth an info line; a refresh of a known one is
                 # routine (every phone, every few minutes): debug, with PBXD_DEBUG only
-                if b.contact in known and not debuglog.ENABLED:
+                known = any(e.contact == b.contact for e in existing)
+                if known and not debuglog.ENABLED:
                     continue
-                (self.log.debug if b.contact in known else self.log.info)(
+                (self.log.debug if known else self.log.info)(
                     "{txn} REGISTER {aor}: {contact} for {expires}s via {transport} {peer}",
                     txn=getattr(txn, "id", None),
                     aor=aor,
                     contact=b.contact,
-                    expires=b.expires_in(now),
+                    expires=b.expires_in(self.clock.seconds()),
                     transport=b.flow[0],
                     peer=source,
                 )
@@ -200,48 +280,69 @@ class Registrar:
                 self.log.info("{txn} unregistered {aor}: {contact}", txn=getattr(txn, "id", None),
                               aor=aor, contact=b.contact)
             self._ok(request, txn, current)
+        except Exception:
+            self._failed(Failure(), request, txn)
 
-        def store_failed(failure: Any) -> None:
+    def _store_failed(self, failure: Any, request: Any, txn: Any, aor: str) -> None:
+        try:
             self.log.failure("REGISTER {aor}: could not save the bindings", failure, aor=aor)
             self._answer(request, txn, 500, "Registration not saved")
-
-        d.addCallbacks(committed, store_failed)
-        return d
+        except Exception:
+            self._failed(Failure(), request, txn)
 
     def _plan(
-        self, request: Any, aor: str, limit: int, transport: Any, source: tuple[str, int]
+        self,
+        request: Any,
+        aor: str,
+        limit: int,
+        transport: Any,
+        source: tuple[str, int],
+        existing: list[Any],
     ) -> tuple[list[Any], list[Any]]:
         """What this REGISTER changes: (bindings to save, bindings to remove)."""
-        existing = self.location.bindings(aor)
         call_id, cseq = request.call_id, request.cseq.seq
-        if request.contact_star:
+        contacts = request.contacts
+        if not contacts and request.contact_star:
             if request.expires != 0 or len(request.getall("Contact")) > 1:
                 raise _Reject(400, "Contact: * needs Expires: 0 and no other Contact")
             for binding in existing:
                 self._check_order(binding, call_id, cseq)
             return [], existing
         header = request.expires
-        now = self.clock.seconds()
         planned: dict[str, tuple[Any, int]] = {}
-        for contact in request.contacts:
+        for contact in contacts:
             planned[str(contact.uri)] = (contact, self._expiry(contact, header))
         save: list[Any] = []
         remove: list[Any] = []
+        if not planned:
+            return save, remove
+        now = self.clock.seconds()
+        common: dict[str, Any] | None = None
         for key, (contact, expires) in planned.items():
-            instance = contact.params.get("+sip.instance")
-            reg_id = _int_param(contact.params.get("reg-id"))
-            matches = [
-                b
-                for b in existing
-                if b.contact == key or (instance and (b.instance, b.reg_id) == (instance, reg_id))
-            ]
-            for binding in matches:
-                self._check_order(binding, call_id, cseq)
-            if expires == 0:
-                remove += [b for b in matches if b not in remove]
+            params = contact.params
+            instance = params.get("+sip.instance")
+            reg_id = _int_param(params.get("reg-id"))
+            if existing:
+                matches = [
+                    b
+                    for b in existing
+                    if b.contact == key
+                    or (instance and (b.instance, b.reg_id) == (instance, reg_id))
+                ]
+                for binding in matches:
+                    if binding.call_id == call_id and cseq <= binding.cseq:
+                        raise _Reject(500, "Out of order request")
+                if expires == 0:
+                    remove += [b for b in matches if b not in remove]
+                    continue
+                remove += [b for b in matches if b.contact != key and b not in remove]
+            elif expires == 0:
                 continue
-            remove += [b for b in matches if b.contact != key and b not in remove]
-            save.append(self._binding(request, aor, contact, key, now + expires, transport, source))
+            if common is None:
+                common = self._common(request, transport, source)
+            save.append(
+                self._binding(common, aor, contact, key, now + expires, instance, reg_id, source)
+            )
         if len(save) > limit:
             raise _Reject(403, "Too many registrations")
         kept = [b for b in existing if b not in remove and b.contact not in planned]
@@ -283,36 +384,53 @@ class Registrar:
         if binding.call_id == call_id and cseq <= binding.cseq:
             raise _Reject(500, "Out of order request")
 
+    def _common(self, request: Any, transport: Any, source: tuple[str, int]) -> dict[str, Any]:
+        """The fields every binding made by ``request`` shares."""
+        via = request.top_via
+        supported = request.getall("Supported")
+        path = (
+            tuple(request.getall("Path"))
+            if supported and "path" in ",".join(supported).lower()
+            else ()
+        )
+        return {
+            "call_id": request.call_id,
+            "cseq": request.cseq.seq,
+            "user_agent": request.get("User-Agent"),
+            "flow": (getattr(transport, "name", "UDP"), source[0], source[1]),
+            "transport": transport,
+            "path": path,
+            "rport": via is not None and "rport" in via.params,
+        }
+
     def _binding(
         self,
-        request: Any,
+        common: dict[str, Any],
         aor: str,
         contact: Any,
         key: str,
         expires_at: float,
-        transport: Any,
+        instance: str | None,
+        reg_id: int | None,
         source: tuple[str, int],
     ) -> Any:
-        via = request.top_via
-        rport = via is not None and "rport" in via.params
-        supported = ",".join(request.getall("Supported")).lower()
-        path = tuple(request.getall("Path")) if "path" in supported else ()
         q = contact.params.get("q")
-        return self.location.make_binding(
+        location = self.location
+        return location.make_binding(
             aor=aor,
             contact=key,
             uri=contact.uri,
             expires_at=expires_at,
-            call_id=request.call_id,
-            cseq=request.cseq.seq,
+            call_id=common["call_id"],
+            cseq=common["cseq"],
             q=float(q) if q is not None else None,
-            instance=contact.params.get("+sip.instance"),
-            reg_id=_int_param(contact.params.get("reg-id")),
-            user_agent=request.get("User-Agent"),
-            flow=(getattr(transport, "name", "UDP"), source[0], source[1]),
-            transport=transport,
-            path=path,
-            nat=self.location.nat_detected(contact.uri, source[0], rport),
+            instance=instance,
+            reg_id=reg_id,
+            user_agent=common["user_agent"],
+            flow=common["flow"],
+            transport=common["transport"],
+            path=common["path"],
+            nat=location.nat_detected(contact.uri, source[0], common["rport"]),
         )
 
     # ------------------------------------------------------------------ answers
@@ -320,21 +438,29 @@ class Registrar:
     def _ok(self, request: Any, txn: Any, bindings: list[Any]) -> None:
         now = self.clock.seconds()
         response = make_response(request, 200, to_tag=secrets.token_hex(6))
+        # a fresh response has no Contact, Path, Date or Server: append the lines
+        # (what Headers.add/set would do, without their lookups)
+        entries = response.headers.entries
+        paths: set[str] = set()
         for binding in bindings:
-            value = f"<{binding.contact}>;expires={binding.expires_in(now)}"
+            value = f"<{binding.contact}>;expires={max(0, int(binding.expires_at - now + 0.5))}"
             if binding.q is not None:
                 value += f";q={binding.q:g}"
             if binding.instance is not None:
                 value += f";+sip.instance={binding.instance}"
             if binding.reg_id is not None:
                 value += f";reg-id={binding.reg_id}"
-            response.add("Contact", value)
-        paths = {p for b in bindings for p in b.path}
-        for path in request.getall("Path"):
-            if path in paths:
-                response.add("Path", path)
-        response.set("Date", _http_date(now))
-        self._send(txn, response)
+            entries.append(("contact", "Contact", value))
+            if binding.path:
+                paths.update(binding.path)
+        if paths:
+            for path in request.getall("Path"):
+                if path in paths:
+                    entries.append(("path", "Path", path))
+        entries.append(("date", "Date", _http_date(now)))
+        if self.server:
+            entries.append(("server", "Server", self.server))
+        txn.respond(response)
 
     def _answer(
         self, request: Any, txn: Any, status: int, reason: str | None = None, **headers: str
@@ -352,6 +478,11 @@ class Registrar:
     def _failed(self, failure: Any, request: Any, txn: Any) -> None:
         self.log.failure("REGISTER failed", failure)
         self._answer(request, txn, 500)
+
+
+def _fire(result: Any, done: Deferred) -> Any:
+    done.callback(None)
+    return result
 
 
 class _Anonymous:

@@ -64,21 +64,44 @@ MIGRATIONS = [
 
 
 def _record_of(binding: Any) -> dict[str, Any]:
+    if isinstance(binding, dict):
+        return binding
     if isinstance(binding, Mapping):
         return dict(binding)
     return binding.to_record()
 
 
-def _row_values(record: Mapping[str, Any]) -> list[Any]:
-    values = []
-    for name in RECORD_FIELDS:
-        value = record.get(name)
-        if name == "path":
-            value = json.dumps(list(value or ()))
-        elif name == "nat":
-            value = int(bool(value))
-        values.append(value)
-    return values
+def _row_values(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The row of ``record`` in :data:`RECORD_FIELDS` order (path as JSON, nat as 0/1)."""
+    get = record.get
+    path = get("path")
+    return (
+        get("aor"),
+        get("contact"),
+        get("expires_at"),
+        get("q"),
+        get("call_id"),
+        get("cseq"),
+        get("instance"),
+        get("reg_id"),
+        get("user_agent"),
+        get("transport"),
+        get("source_host"),
+        get("source_port"),
+        json.dumps(list(path)) if path else "[]",
+        1 if get("nat") else 0,
+        get("registered_at"),
+    )
+
+
+_INSERT = (
+    f"INSERT OR REPLACE INTO location_bindings ({', '.join(RECORD_FIELDS)})"
+    f" VALUES ({', '.join('?' for _ in RECORD_FIELDS)})"
+)
+_DELETE = "DELETE FROM location_bindings WHERE aor = ? AND contact = ?"
+
+#: one write: (aor, rows to insert or replace, contacts to delete)
+_Op = tuple[str, list[tuple[Any, ...]], tuple[str, ...]]
 
 
 @implementer(ILocationStore)
@@ -91,11 +114,21 @@ class SQLiteLocationStore:
 
     log = Logger()
 
-    def __init__(self, database: Database, clock: Any) -> None:
+    def __init__(
+        self, database: Database, clock: Any, *, commit_delay: float | None = None
+    ) -> None:
         self.database = database
         self.clock = clock
-        self._queued: list[tuple[str, list[dict[str, Any]], list[str], Deferred]] = []
+        #: shortest time (s) from the start of one write transaction to the start of the
+        #: next (see the group commit below); None takes ``database.commit_delay`` (0 if unset)
+        self.commit_delay: float = (
+            getattr(database, "commit_delay", 0.0) if commit_delay is None else commit_delay
+        ) or 0.0
+        self._ops: list[_Op] = []
+        self._waiting: list[Deferred] = []
         self._writing = False
+        self._timer: Any = None
+        self._started: float | None = None
 
     def prepare(self) -> Deferred:
         """Create or migrate the table; fires with the store itself."""
@@ -105,6 +138,9 @@ class SQLiteLocationStore:
 
     def load(self) -> Deferred:
         """Fire with the stored, unexpired binding records; expired rows are deleted."""
+        if self._timer is not None:  # writes made before the load are seen by it
+            self._timer.cancel()
+            self._flush()
         return self.database.run(self._load, self.clock.seconds())
 
     def _load(self, txn: Any, now: float) -> list[dict[str, Any]]:
@@ -124,17 +160,17 @@ class SQLiteLocationStore:
 
     def save(self, binding: Any) -> Deferred:
         """Insert or replace one binding (a Binding or a record dict)."""
-        record = _record_of(binding)
-        return self._write(record["aor"], [record], [])
+        row = _row_values(_record_of(binding))
+        return self._write((row[0], [row], ()))
 
     def remove(self, aor: str, contact: str) -> Deferred:
         """Delete one binding (no error if it is not there)."""
-        return self._write(aor, [], [contact])
+        return self._write((aor, [], (contact,)))
 
     def replace(self, aor: str, save: list[Any], remove: list[str]) -> Deferred:
         """Save ``save`` bindings and delete the ``remove`` contacts of ``aor`` in one
         transaction (all or nothing): what one REGISTER changes."""
-        return self._write(aor, [_record_of(b) for b in save], list(remove))
+        return self._write((aor, [_row_values(_record_of(b)) for b in save], tuple(remove)))
 
     # -- group commit ---------------------------------------------------------------
     #
@@ -144,48 +180,69 @@ class SQLiteLocationStore:
     # once the transaction holding its change has committed, writes reach the database
     # in the order they were made, and a transaction that fails fails every write in it
     # (each REGISTER's change stays all or nothing; memory is left untouched for all).
+    #
+    # With ``commit_delay`` > 0 a transaction also starts no sooner than commit_delay
+    # after the previous one started: a write to a store idle for that long still
+    # starts at once, but under a steady load the writes of up to commit_delay gather
+    # in one transaction (at most 1/commit_delay commits a second; each write waits
+    # at most commit_delay longer than it would without).
 
-    def _write(self, aor: str, records: list[dict[str, Any]], remove: list[str]) -> Deferred:
+    def _write(self, op: _Op) -> Deferred:
         d: Deferred = Deferred()
-        self._queued.append((aor, records, remove, d))
-        if not self._writing:
-            self._flush()
+        self._ops.append(op)
+        self._waiting.append(d)
+        if not self._writing and self._timer is None:
+            self._start()
         return d
 
+    def _start(self) -> None:
+        delay = self.commit_delay
+        if delay > 0.0 and self._started is not None:
+            wait = self._started + delay - self.clock.seconds()
+            if wait > 0.0:
+                self._timer = self.clock.callLater(wait, self._flush)
+                return
+        self._flush()
+
     def _flush(self) -> None:
-        batch, self._queued = self._queued, []
+        self._timer = None
+        ops, waiting = self._ops, self._waiting
+        self._ops, self._waiting = [], []
         self._writing = True
-        ops = [(aor, records, remove) for aor, records, remove, _ in batch]
+        if self.commit_delay > 0.0:
+            self._started = self.clock.seconds()
         done = self.database.run(self._replace_batch, ops)
-        done.addBoth(self._flushed, [d for *_, d in batch])
+        done.addBoth(self._flushed, waiting)
 
     def _flushed(self, result: Any, waiting: list[Deferred]) -> None:
         self._writing = False
-        for d in waiting:
-            if isinstance(result, Failure):
+        if isinstance(result, Failure):
+            for d in waiting:
                 d.errback(result)
-            else:
+        else:
+            for d in waiting:
                 d.callback(None)
-        if self._queued and not self._writing:
-            self._flush()
+        if self._ops and not self._writing and self._timer is None:
+            self._start()
 
-    def _replace_batch(
-        self, txn: Any, ops: list[tuple[str, list[dict[str, Any]], list[str]]]
-    ) -> None:
-        for aor, records, remove in ops:
-            self._replace(txn, aor, records, remove)
-
-    def _replace(
-        self, txn: Any, aor: str, records: list[dict[str, Any]], remove: list[str]
-    ) -> None:
-        for contact in remove:
-            txn.execute(
-                "DELETE FROM location_bindings WHERE aor = ? AND contact = ?", (aor, contact)
-            )
-        columns = ", ".join(RECORD_FIELDS)
-        placeholders = ", ".join("?" for _ in RECORD_FIELDS)
-        for record in records:
-            txn.execute(
-                f"INSERT OR REPLACE INTO location_bindings ({columns}) VALUES ({placeholders})",
-                _row_values(record),
-            )
+    @staticmethod
+    def _replace_batch(txn: Any, ops: list[_Op]) -> None:
+        """The worker side: apply ``ops`` (aor, rows to save, contacts to delete), in order."""
+        if len(ops) == 1:
+            aor, rows, remove = ops[0]
+            if remove:
+                txn.executemany(_DELETE, [(aor, contact) for contact in remove])
+            if rows:
+                txn.executemany(_INSERT, rows)
+            return
+        # several REGISTERs: only the last change of each (aor, contact) matters
+        final: dict[tuple[str, str], tuple[Any, ...] | None] = {}
+        for aor, rows, remove in ops:
+            for contact in remove:
+                final[(aor, contact)] = None
+            for row in rows:
+                final[(row[0], row[1])] = row
+        deletes = [key for key, row in final.items() if row is None]
+        if deletes:
+            txn.executemany(_DELETE, deletes)
+        txn.executemany(_INSERT, [row for row in final.values() if row is not None])
