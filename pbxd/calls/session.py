@@ -78,7 +78,7 @@ class Session(Dialling):
         self.peer: Session | None = None  # bridged with another session (bridge())
         self.player: Player | None = None
         self.early = False
-        self.detector = DtmfDetector()
+        self._detector: DtmfDetector | None = None  # made at the first telephone-event
         self._legs_left = 0
         self._dial_result: Deferred[str] | None = None
         self.on_dial_answered: Callable[[], None] | None = None
@@ -193,6 +193,13 @@ class Session(Dialling):
                            codecs=",".join(self.codecs))
 
     # -- digits -----------------------------------------------------------------
+
+    @property
+    def detector(self) -> DtmfDetector:
+        """The RFC 4733 digit detector of the caller's media."""
+        if self._detector is None:
+            self._detector = DtmfDetector()
+        return self._detector
 
     def _dtmf_packet(self, marker: int, timestamp: int, payload: bytes) -> None:
         digit = self.detector.feed(bool(marker), timestamp, payload)

@@ -69,7 +69,10 @@ def _is_usable_audio(media: MediaDescription) -> bool:
 
 def audio_stream(sd: SessionDescription) -> MediaDescription | None:
     """The first active (port != 0) RTP/AVP audio stream, or None."""
-    return next((m for m in sd.media if _is_usable_audio(m)), None)
+    for m in sd.media:  # _is_usable_audio, inlined: this runs a dozen times per call
+        if m.media == "audio" and m.port != 0 and m.proto.upper() == "RTP/AVP":
+            return m
+    return None
 
 
 def has_active_media(sd: SessionDescription) -> bool:
@@ -113,9 +116,12 @@ def _rejected(media: MediaDescription) -> MediaDescription:
     )
 
 
-def _choose(offered: MediaDescription, supported: Iterable[tuple[str, int]]) -> list[int]:
-    """Offered payload types matching ``supported``, in ``supported`` order."""
-    rtpmap = offered.rtpmap
+def _choose(offered: MediaDescription, supported: Iterable[tuple[str, int]],
+            rtpmap: dict[int, tuple[str, int, int]] | None = None) -> list[int]:
+    """Offered payload types matching ``supported``, in ``supported`` order
+    (``rtpmap``: ``offered.rtpmap`` when the caller has it already)."""
+    if rtpmap is None:
+        rtpmap = offered.rtpmap
     chosen: list[int] = []
     for encoding, clock in supported:
         for pt, (name, rate, _channels) in rtpmap.items():
@@ -158,13 +164,14 @@ def answer_for(
     )
     accepted = False
     for offered in offer.media:
-        chosen = _choose(offered, supported) if _is_usable_audio(offered) else []
+        rtpmap = offered.rtpmap if not accepted and _is_usable_audio(offered) else {}
+        chosen = _choose(offered, supported, rtpmap) if rtpmap else []
         if accepted or not chosen:
             answer.media.append(_rejected(offered))
             continue
         accepted = True
-        rtpmap, fmtp = offered.rtpmap, offered.fmtp
-        dtmf = _choose(offered, [(TELEPHONE_EVENT, 8000)])
+        fmtp = offered.fmtp
+        dtmf = _choose(offered, [(TELEPHONE_EVENT, 8000)], rtpmap)
         media = MediaDescription(media="audio", port=local_port, proto=offered.proto, formats=[])
         for pt in chosen + dtmf:
             media.formats.append(str(pt))

@@ -77,7 +77,10 @@ def _get_attr(attributes: Attributes, name: str) -> str | None:
 
 
 def _direction_of(attributes: Attributes) -> str | None:
-    return next((key for key, _ in attributes if key in DIRECTIONS), None)
+    for key, _ in attributes:
+        if key in DIRECTIONS:
+            return key
+    return None
 
 
 def _set_direction(attributes: Attributes, direction: str) -> None:
@@ -172,7 +175,12 @@ class MediaDescription:
                 continue
             pt = int(fmt)
             written = explicit.get(pt)
-            entry = _rtpmap_entry(written) if written else None
+            if written:
+                entry = _RTPMAP_CACHE.get(written)
+                if entry is None:
+                    entry = _rtpmap_entry(written)
+            else:
+                entry = None
             if entry is not None:
                 out[pt] = entry
             elif pt in STATIC_PAYLOAD_TYPES:
@@ -396,7 +404,7 @@ def _parse_media(number: int, value: str) -> MediaDescription:
     )
     if section.is_rtp:
         for fmt in formats:
-            if not _is_number(fmt) or int(fmt) > 127:
+            if not (fmt.isascii() and fmt.isdigit()) or int(fmt) > 127:
                 raise SDPParseError(
                     f"line {number}: m= payload type {fmt!r} is not a number 0-127 for {proto}"
                 )
@@ -423,7 +431,8 @@ def _parse(text: str | bytes) -> SessionDescription:
             section = _parse_media(number, value)
             sd.media.append(section)
         elif kind == "a":
-            (section or sd).attributes.append(_parse_attribute(value))
+            name, colon, rest = value.partition(":")
+            (section or sd).attributes.append((name, rest) if colon else (name, None))
         elif kind in "vos" and (section is not None or kind in seen):
             raise SDPParseError(f"line {number}: unexpected {kind}= line")
         elif kind == "c":
