@@ -70,6 +70,7 @@ class Metrics:
             registry=r,
         )
         self._sip_children: dict[tuple[str, str, int | None], Any] = {}
+        self._children: dict[tuple[int, str], Any] = {}
         self.transactions_started = Counter(
             "pbxd_sip_transactions_started",
             "SIP transactions created, by kind (client/server)",
@@ -97,6 +98,17 @@ class Metrics:
         if gauge not in ("registrations", "active_calls", "bans", "transactions"):
             raise ValueError(f"no such gauge {gauge!r}")
         getattr(self, gauge).set_function(read)
+
+    def _child(self, metric: Any, value: str) -> Any:
+        """``metric.labels(value)``, kept: ``labels()`` costs tens of µs (a lock, label
+        validation) and these run once per transaction or call. Bounded per metric."""
+        key = (id(metric), value)
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(value)
+            if len(self._children) < 512:
+                self._children[key] = child
+        return child
 
     def sip_message(self, direction: str, method: str, status: int | None = None) -> None:
         """Count one SIP message; ``direction`` is 'in' or 'out', ``status`` None for requests."""
@@ -138,15 +150,15 @@ class Metrics:
 
     def transaction(self, kind: str) -> None:
         """Count one new transaction ('client' or 'server')."""
-        self.transactions_started.labels(kind).inc()
+        self._child(self.transactions_started, kind).inc()
 
     def call_ended(self, disposition: str) -> None:
         """Count one ended call (answered, busy, no_answer, failed, cancelled ...)."""
-        self.calls.labels(disposition).inc()
+        self._child(self.calls, disposition).inc()
 
     def auth_failure(self, surface: str) -> None:
         """Count one failed authentication on ``surface`` ('sip' or 'admin')."""
-        self.auth_failures.labels(surface).inc()
+        self._child(self.auth_failures, surface).inc()
 
     def ban_added(self) -> None:
         """Count one ban."""
