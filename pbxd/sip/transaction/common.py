@@ -168,18 +168,19 @@ class TransactionBase:
 
     def _start(self, name: str, delay: float, fn: Callable[[], object]) -> None:
         """Start timer ``name``; a zero delay (reliable transports) fires at once."""
-        self._stop(name)
+        calls = self._calls
+        if calls:
+            self._stop(name)
         if self.done:
             return
         if delay <= 0:
             fn()
             return
+        calls[name] = self._clock.callLater(delay, self._fire, name, fn)
 
-        def fire() -> None:
-            self._calls.pop(name, None)
-            fn()
-
-        self._calls[name] = self._clock.callLater(delay, fire)
+    def _fire(self, name: str, fn: Callable[[], object]) -> None:
+        self._calls.pop(name, None)
+        fn()
 
     def _stop(self, name: str) -> None:
         call = self._calls.pop(name, None)

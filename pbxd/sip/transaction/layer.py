@@ -15,6 +15,7 @@ from pbxd.sip.transaction.common import MAGIC_COOKIE, Clock, Timers, Transport
 from pbxd.sip.transaction.server import ServerTransaction
 
 BranchKey = tuple[str, str, int | None]
+_UNMATCHABLE: Any = object()  # the matching headers of a request did not parse
 # A missing or unparsable header means "no key", never a crash out of the layer.
 _KEY_ERRORS = (PBXError, ValueError, AttributeError, TypeError)
 
@@ -110,10 +111,22 @@ class TransactionLayer:
         headers do not parse gets a transaction that nothing else can match, so the
         controller can still answer 400.
         """
-        if request.method == "ACK":
+        method = request.method
+        if method == "ACK":
             self.match_ack(request)
             return None
-        existing = self._find_server(request, request.method)
+        try:
+            bkey = _branch_key(request)
+        except _KEY_ERRORS:
+            bkey = _UNMATCHABLE
+        if bkey is not None and bkey is not _UNMATCHABLE:
+            # RFC 3261 branch: one lookup serves the retransmission check and the index
+            by_method = self._by_branch.get(bkey)
+            existing = by_method.get(method) if by_method is not None else None
+        elif bkey is None:
+            existing = self._find_server(request, method)
+        else:
+            existing = None
         if existing is not None:
             existing.request_retransmitted(request)
             return None
@@ -121,7 +134,11 @@ class TransactionLayer:
                                 clock=self.clock, timers=self.timers,
                                 on_removed=self._server_removed)
         self._servers[txn.id] = txn
-        self._index_server(txn)
+        if bkey is not None and bkey is not _UNMATCHABLE:
+            self._by_branch.setdefault(bkey, {})[method] = txn
+            self._server_keys[txn.id] = ("branch", bkey, method)
+        else:
+            self._index_server(txn)
         if self.metrics is not None:
             self.metrics.transaction("server")
         txn.start()
