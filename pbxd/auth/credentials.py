@@ -77,9 +77,10 @@ class SIPDigestCredentials:
             nc=self.nc,
             cnonce=self.cnonce,
         )
-        return hmac.compare_digest(
-            expected.encode("ascii"), self.response.encode("ascii", "replace")
-        )
+        response = self.response
+        if response.isascii():  # compare_digest takes ASCII str as they are
+            return hmac.compare_digest(expected, response)
+        return hmac.compare_digest(expected.encode("ascii"), response.encode("ascii", "replace"))
 
     def __repr__(self) -> str:
         return (

@@ -217,12 +217,14 @@ def canonical_algorithm(name: str | None) -> str:
 
 def hash_hex(algorithm: str, data: str) -> str:
     """Hex digest of UTF-8 ``data`` with the hash of ``algorithm``."""
-    return ALGORITHMS[canonical_algorithm(algorithm)](data.encode("utf-8")).hexdigest()
+    h = ALGORITHMS.get(algorithm) or ALGORITHMS[canonical_algorithm(algorithm)]
+    return h(data.encode("utf-8")).hexdigest()
 
 
 def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
     """``H(username:realm:password)``: the storable HA1 (never the -sess form)."""
-    return hash_hex(algorithm, f"{username}:{realm}:{password}")
+    h = ALGORITHMS.get(algorithm) or ALGORITHMS[canonical_algorithm(algorithm)]
+    return h(f"{username}:{realm}:{password}".encode()).hexdigest()
 
 
 def session_ha1(algorithm: str, ha1: str, nonce: str, cnonce: str) -> str:
