@@ -29,6 +29,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pbxd.calls.call import Call, CallDeps, Target
@@ -147,6 +148,12 @@ class CallManager(Service):
             return
         if self.stopping:
             self.deps.ua.respond(txn, make_response(request, 503, to_tag=_tag()))
+            return
+        if self.sessions is not None:  # the dialplan: synchronous, no Deferred needed
+            try:
+                self._new_session(request, txn)
+            except Exception:
+                self._internal_error(Failure(), request, txn)
             return
         d = maybeDeferred(self._new_call, request, txn)
         d.addErrback(self._internal_error, request, txn)

@@ -14,7 +14,6 @@ port pair facing that phone) with the SDP we exchange with that phone:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from pbxd.sdp.negotiate import (
@@ -101,15 +100,15 @@ class LegSdp:
                 "a=rtpmap:8 PCMA/8000\r\n" "a=rtpmap:101 telephone-event/8000\r\n"
                 "a=fmtp:101 0-16\r\n" "a=ptime:20\r\n" "a=sendrecv\r\n")
         sdp = SessionDescription.parse(text)
-        sdp.origin = replace(self.origin)
+        sdp.origin = self.origin.copy()
         return self._sent(sdp)
 
     def _sent(self, out: SessionDescription) -> bytes:
         if self.last_sent is not None and _same_content(out, self.last_sent):
             return self.last_body
         if self.last_sent is not None:
-            self.origin = replace(self.origin, sess_version=self.origin.sess_version + 1)
-            out.origin = replace(self.origin)
+            self.origin = self.origin.copy(self.origin.sess_version + 1)
+            out.origin = self.origin.copy()
         self.last_sent = out
         self.last_body = out.serialize()
         return self.last_body

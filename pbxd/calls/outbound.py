@@ -47,6 +47,10 @@ class OutboundLeg(Leg):
               headers: tuple[tuple[str, str], ...] = ()) -> None:
         """Resolve the target and send the INVITE."""
         self.fire("invite")
+        transport = self.target[0]
+        if not isinstance(transport, str):  # a transport already (UserAgent.resolve's answer)
+            self._send_invite(transport, body, content_type, headers)
+            return
         self.ua.resolve(self.target).addCallback(self._send_invite, body, content_type, headers)
 
     def _send_invite(self, transport: Any, body: bytes, content_type: str,

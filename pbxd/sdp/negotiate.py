@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from dataclasses import replace
 
 from pbxd.sdp.session import (
     Connection,
@@ -209,7 +208,7 @@ def rewrite_for_leg(
     addrtype = _addrtype(address)
     out.connection = Connection(address, addrtype)
     if origin is not None:
-        out.origin = replace(origin)
+        out.origin = origin.copy()
     else:
         out.origin.address, out.origin.addrtype = address, addrtype
         if session_version_bump:

@@ -52,6 +52,12 @@ class Origin:
     addrtype: str = "IP4"
     address: str = "0.0.0.0"
 
+    def copy(self, sess_version: int | None = None) -> Origin:
+        """A copy (with ``sess_version`` when given); ``dataclasses.replace`` is ten times slower."""
+        return Origin(self.username, self.sess_id,
+                      self.sess_version if sess_version is None else sess_version,
+                      self.nettype, self.addrtype, self.address)
+
     def __str__(self) -> str:
         fields = (self.username, self.sess_id, self.sess_version, self.nettype, self.addrtype)
         return f"{' '.join(map(str, fields))} {self.address}"
