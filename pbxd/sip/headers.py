@@ -71,17 +71,37 @@ LIST_HEADERS: frozenset[str] = frozenset(
 _RENDERED: frozenset[str] = frozenset("via contact route record-route from to cseq".split())
 
 
+#: spelling seen -> header_key / canonical_name of it (bounded: new spellings past the
+#: limit are worked out each time)
+_KEYS: dict[str, str] = {}
+_NAMES: dict[str, str] = {}
+for _low, (_key, _name) in _KNOWN.items():
+    _KEYS[_low] = _KEYS[_name] = _KEYS[_low.upper()] = _key
+    _NAMES[_low] = _NAMES[_name] = _NAMES[_low.upper()] = _name
+_KEYS_LIMIT = len(_KEYS) + 2048
+
+
 def header_key(name: str) -> str:
     """The lower-case full name for ``name`` (compact forms expanded)."""
-    low = name.strip().lower()
-    known = _KNOWN.get(low)
-    return known[0] if known else low
+    key = _KEYS.get(name)
+    if key is None:
+        low = name.strip().lower()
+        known = _KNOWN.get(low)
+        key = known[0] if known else low
+        if len(_KEYS) < _KEYS_LIMIT:
+            _KEYS[name] = key
+    return key
 
 
 def canonical_name(name: str) -> str:
     """The canonical spelling of ``name`` (``'v'`` -> ``'Via'``); unknown names unchanged."""
-    known = _KNOWN.get(name.strip().lower())
-    return known[1] if known else name.strip()
+    canonical = _NAMES.get(name)
+    if canonical is None:
+        known = _KNOWN.get(name.strip().lower())
+        canonical = known[1] if known else name.strip()
+        if len(_NAMES) < _KEYS_LIMIT:
+            _NAMES[name] = canonical
+    return canonical
 
 
 def split_list(value: str, keep_empty: bool = False) -> list[str]:
@@ -142,13 +162,13 @@ class Headers:
     # -- reading -----------------------------------------------------------
     def _rendered(self, key: str) -> list[str]:
         value = self.typed[key]
-        if isinstance(value, list):
+        if type(value) is list or isinstance(value, list):
             return [str(v) for v in value]
         return [str(value)]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name`` (first list element for list headers), or ``default``."""
-        key = header_key(name)
+        key = _KEYS.get(name) or header_key(name)
         if key in self.live:
             values = self._rendered(key)
             return values[0] if values else default
@@ -164,7 +184,7 @@ class Headers:
 
     def getall(self, name: str) -> list[str]:
         """All values of ``name`` in order; list headers are split on commas."""
-        key = header_key(name)
+        key = _KEYS.get(name) or header_key(name)
         if key in self.live:
             return self._rendered(key)
         if key in LIST_HEADERS:
@@ -177,7 +197,7 @@ class Headers:
 
     def raw(self, name: str) -> list[str]:
         """The raw value of each ``name`` line (no comma splitting, no rendering)."""
-        key = header_key(name)
+        key = _KEYS.get(name) or header_key(name)
         return [v for k, _, v in self.entries if k == key]
 
     def __contains__(self, name: object) -> bool:
@@ -232,10 +252,13 @@ class Headers:
     def set(self, name: str, value: Any) -> None:
         """Replace every ``name`` header by ``value`` (a list/tuple gives several lines),
         at the position of the first one (or at the end)."""
-        key = header_key(name)
+        key = _KEYS.get(name) or header_key(name)
         self._drop(key)
-        values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-        cname = canonical_name(name)
+        if type(value) is str:
+            values = [value]
+        else:
+            values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        cname = _NAMES.get(name) or canonical_name(name)
         new: list[tuple[str, str, str]] = []
         placed = False
         for entry in self.entries:
@@ -251,10 +274,12 @@ class Headers:
 
     def add(self, name: str, value: Any, first: bool = False) -> None:
         """Add a ``name`` header line: after the existing ones, or before them if ``first``."""
-        key = header_key(name)
-        self._materialise(key)
-        self._drop(key)
-        entry = (key, canonical_name(name), str(value))
+        key = _KEYS.get(name) or header_key(name)
+        if key in self.live:
+            self._materialise(key)
+        if key in self.typed:
+            del self.typed[key]
+        entry = (key, _NAMES.get(name) or canonical_name(name), value if type(value) is str else str(value))
         if not first:
             self.entries.append(entry)
             return

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pbxd.errors import SIPParseError
-from pbxd.sip.headers import Headers, canonical_name, is_rendered, split_list
+from pbxd.sip.headers import _RENDERED, Headers, canonical_name, split_list
 from pbxd.sip.uri import URI, CSeq, NameAddr, Via
 
 __all__ = ["Message", "Request", "Response", "make_response", "REASONS", "URI", "NameAddr", "Via", "CSeq"]
@@ -119,7 +119,7 @@ class Message:
             if raw is None:
                 return None
             value = typed[key] = parse(raw)
-        if live and is_rendered(key):
+        if live and key in _RENDERED:
             h.live.add(key)
         return value
 
@@ -146,21 +146,38 @@ class Message:
             self.headers.typed[key] = value
             self.headers.live.add(key)
 
+    # the accessors below take the cached value when there is one, as _single/_list do
+
     @property
     def vias(self) -> list[Via]:
         """All Via values, top first ([] if none)."""
-        return self._list("via", Via.parse)
+        h = self.headers
+        vias = h.typed.get("via")
+        if vias is None:
+            return self._list("via", Via.parse)
+        h.live.add("via")
+        return vias  # type: ignore[no-any-return]
 
     @property
     def top_via(self) -> Via | None:
         """The first Via, or None."""
-        vias = self._list("via", Via.parse)
+        h = self.headers
+        vias = h.typed.get("via")
+        if vias is None:
+            vias = self._list("via", Via.parse)
+        else:
+            h.live.add("via")
         return vias[0] if vias else None
 
     @property
     def from_(self) -> NameAddr | None:
         """The From value, or None if absent."""
-        return self._single("from", NameAddr.parse)
+        h = self.headers
+        value = h.typed.get("from")
+        if value is None:
+            return self._single("from", NameAddr.parse)
+        h.live.add("from")
+        return value  # type: ignore[no-any-return]
 
     @from_.setter
     def from_(self, value: NameAddr) -> None:
@@ -169,7 +186,12 @@ class Message:
     @property
     def to(self) -> NameAddr | None:
         """The To value, or None if absent."""
-        return self._single("to", NameAddr.parse)
+        h = self.headers
+        value = h.typed.get("to")
+        if value is None:
+            return self._single("to", NameAddr.parse)
+        h.live.add("to")
+        return value  # type: ignore[no-any-return]
 
     @to.setter
     def to(self, value: NameAddr) -> None:
@@ -178,7 +200,10 @@ class Message:
     @property
     def call_id(self) -> str | None:
         """The Call-ID (stripped), or None if absent."""
-        return self._single("call-id", str.strip)
+        value = self.headers.typed.get("call-id")
+        if value is None:
+            return self._single("call-id", str.strip)  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return]
 
     @call_id.setter
     def call_id(self, value: str) -> None:
@@ -187,7 +212,12 @@ class Message:
     @property
     def cseq(self) -> CSeq | None:
         """The CSeq, or None if absent."""
-        return self._single("cseq", CSeq.parse)
+        h = self.headers
+        value = h.typed.get("cseq")
+        if value is None:
+            return self._single("cseq", CSeq.parse)
+        h.live.add("cseq")
+        return value  # type: ignore[no-any-return]
 
     @cseq.setter
     def cseq(self, value: CSeq) -> None:
@@ -354,9 +384,33 @@ class Response(Message):
 
 def _copy_values(src: Headers, key: str, name: str, dst: list[tuple[str, str, str]]) -> None:
     if key in src.live:
-        dst.extend((key, name, v) for v in src._rendered(key))
+        dst.extend([(key, name, v) for v in src._rendered(key)])
     else:
-        dst.extend((key, name, v) for k, _, v in src.entries if k == key)
+        dst.extend([(key, name, v) for k, _, v in src.entries if k == key])
+
+
+#: the headers make_response copies, with the name it writes them under
+_COPIED = {"via": "Via", "record-route": "Record-Route", "from": "From", "to": "To",
+           "call-id": "Call-ID", "cseq": "CSeq", "timestamp": "Timestamp"}
+
+
+def _new_response(status: int, reason: str | None, entries: list[tuple[str, str, str]],
+                  body: bytes) -> Response:
+    """``Response(status, reason, body=body)`` holding ``entries``, without the checks."""
+    headers = Headers.__new__(Headers)
+    headers.entries = entries
+    headers.typed = {}
+    headers.live = set()
+    resp = Response.__new__(Response)
+    resp.headers = headers
+    resp.body = body
+    resp.version = "SIP/2.0"
+    resp.status = status
+    if reason is None:
+        reason = REASONS.get(status) or _CLASS_REASONS.get(status // 100, "Unknown")
+    resp.reason = reason
+    return resp
+
 
 
 def make_response(
@@ -376,31 +430,51 @@ def make_response(
     request of a SIPParseError (a To that does not parse gets the tag appended).
     """
     src = request.headers
-    resp = Response(status, reason, body=body)
-    entries = resp.headers.entries
-    _copy_values(src, "via", "Via", entries)
-    if 100 < status < 300 and request.method in DIALOG_METHODS:
-        _copy_values(src, "record-route", "Record-Route", entries)
-    _copy_values(src, "from", "From", entries)
-    to_values: list[tuple[str, str, str]] = []
-    _copy_values(src, "to", "To", to_values)
-    if to_tag and status > 100 and to_values:
-        try:
-            to = request.to
-        except SIPParseError:
-            to = None
-        if to is None:
-            to_values[0] = ("to", "To", f"{to_values[0][2]};tag={to_tag}")
-        elif to.tag is None:
-            to = to.copy()
-            to.params["tag"] = to_tag
-            to_values[0] = ("to", "To", str(to))
-    entries.extend(to_values)
-    _copy_values(src, "call-id", "Call-ID", entries)
-    _copy_values(src, "cseq", "CSeq", entries)
-    if status == 100:
-        _copy_values(src, "timestamp", "Timestamp", entries)
+    # the copied header lines of the request, by key, in order (one pass)
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    copied = _COPIED
+    for entry in src.entries:
+        key = entry[0]
+        if key in copied:
+            if entry[1] != copied[key]:
+                entry = (key, copied[key], entry[2])
+            lines = found.get(key)
+            if lines is None:
+                found[key] = [entry]
+            else:
+                lines.append(entry)
+    live = src.live
+    if live:
+        for key in live:
+            if key in copied:
+                name = copied[key]
+                found[key] = [(key, name, v) for v in src._rendered(key)]
+    entries: list[tuple[str, str, str]] = []
+    if "via" in found:
+        entries += found["via"]
+    if "record-route" in found and 100 < status < 300 and request.method in DIALOG_METHODS:
+        entries += found["record-route"]
+    if "from" in found:
+        entries += found["from"]
+    to_values = found.get("to")
+    if to_values:
+        if to_tag and status > 100:
+            try:
+                to = request.to
+            except SIPParseError:
+                to = None
+            if to is None:
+                to_values[0] = ("to", "To", f"{to_values[0][2]};tag={to_tag}")
+            elif to.tag is None:
+                to_values[0] = ("to", "To", to.with_tag(to_tag))
+        entries += to_values
+    if "call-id" in found:
+        entries += found["call-id"]
+    if "cseq" in found:
+        entries += found["cseq"]
+    if status == 100 and "timestamp" in found:
+        entries += found["timestamp"]
     if content_type is not None:
         entries.append(("content-type", "Content-Type", content_type))
-    return resp
+    return _new_response(status, reason, entries, body)
 

@@ -18,6 +18,7 @@ Every failure raises :class:`pbxd.errors.SIPParseError` and nothing else.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pbxd.errors import SIPParseError
 from pbxd.sip.headers import _KNOWN, Headers, split_list
@@ -40,6 +41,18 @@ MAX_HEADERS = 256
 MAX_HEADER_LENGTH = 8192
 #: exact spellings of known names seen so far -> (key, canonical name); bounded
 _EXACT: dict[str, tuple[str, str]] = {info[1]: info for info in _KNOWN.values()}
+#: whole header lines seen before -> their entry (lines that repeat from message to
+#: message: Max-Forwards, To, CSeq, Contact, Content-Length...); bounded, cleared when full
+_LINES: dict[str, tuple[str, str, str]] = {}
+_LINES_SIZE = 4096
+#: headers whose lines are (nearly) never the same twice: not worth remembering
+_UNIQUE = frozenset(("via", "call-id", "from", "authorization", "proxy-authorization", "date",
+                     "timestamp"))
+#: start lines seen before -> (method, Request-URI, version) of a request or
+#: (version, status, reason) of a response
+_STARTS: dict[str, tuple[str, str, str] | tuple[str, int, str]] = {}
+_STARTS_SIZE = 1024
+_new = object.__new__
 
 
 def _split_head(data: bytes) -> tuple[list[str], bytes]:
@@ -70,11 +83,22 @@ def _split_headers(lines: list[str]) -> tuple[list[tuple[str, str, str]], str | 
     append = entries.append
     error = None
     exact = _EXACT
+    known_lines = _LINES
     for i in range(1, len(lines)):
-        name, colon, value = lines[i].partition(":")
+        line = lines[i]
+        entry = known_lines.get(line)
+        if entry is not None:
+            append(entry)
+            continue
+        name, colon, value = line.partition(":")
         info = exact.get(name)
         if info is not None and colon:
-            append((info[0], info[1], value.strip(" \t")))
+            entry = (info[0], info[1], value.strip(" \t"))
+            append(entry)
+            if entry[0] not in _UNIQUE and len(line) <= 256:
+                if len(known_lines) >= _LINES_SIZE:
+                    known_lines.clear()
+                known_lines[line] = entry
             continue
         if not colon:
             error = error or "header without colon"
@@ -115,16 +139,17 @@ def _best_effort(start: str, entries: list[tuple[str, str, str]]) -> Request | N
 
 def _check(msg: Request | Response, entries: list[tuple[str, str, str]], body: bytes) -> bytes:
     """Syntax checks of the core headers; fills the typed cache. Returns the body."""
-    typed = msg.headers.typed
-    vias: list[Via] = []
-    cls: list[str] = []
-    seen: set[str] = set()
-    contacts: list[str] = []
+    typed = msg.headers.typed  # empty: holds the single headers seen so far
+    vias: list[Via] | None = None
+    cls: list[str] | None = None
+    contacts: list[str] | None = None
     checked = _CHECKED
     for key, _, value in entries:
         if key not in checked:
             continue
         if key == "via":
+            if vias is None:
+                vias = []
             if "," not in value:
                 vias.append(Via.parse(value))
                 continue
@@ -132,10 +157,19 @@ def _check(msg: Request | Response, entries: list[tuple[str, str, str]], body: b
                 if not item:
                     raise SIPParseError("empty Via value")
                 vias.append(Via.parse(item))
-        elif key in _SINGLE:
-            if key in seen:
+        elif key == "content-length":
+            if cls is None:
+                cls = [value]
+            else:
+                cls.append(value)
+        elif key == "contact":
+            if contacts is None:
+                contacts = [value]
+            else:
+                contacts.append(value)
+        else:
+            if key in typed:
                 raise SIPParseError(f"more than one {key} header")
-            seen.add(key)
             if key == "from" or key == "to":
                 typed[key] = NameAddr.parse(value)
             elif key == "cseq":
@@ -148,20 +182,21 @@ def _check(msg: Request | Response, entries: list[tuple[str, str, str]], body: b
                 if not _NUMBER_RE.match(value) or int(value) > 255:
                     raise SIPParseError("bad Max-Forwards")
                 typed[key] = int(value)
-        elif key == "content-length":
-            cls.append(value)
-        elif key == "contact":
-            contacts.append(value)
     if vias:
         typed["via"] = vias
-    if contacts and not (len(contacts) == 1 and contacts[0] == "*"):
+    if contacts is not None and not (len(contacts) == 1 and contacts[0] == "*"):
         typed["contact"] = [NameAddr.parse(c) for v in contacts for c in split_list(v)]
-    if cls:
-        if any(not _NUMBER_RE.match(v) for v in cls):
-            raise SIPParseError("bad Content-Length")
-        length = int(cls[0])
-        if any(int(v) != length for v in cls):
-            raise SIPParseError("conflicting Content-Length headers")
+    if cls is not None:
+        if len(cls) == 1:
+            if not _NUMBER_RE.match(cls[0]):
+                raise SIPParseError("bad Content-Length")
+            length = int(cls[0])
+        else:
+            if any(not _NUMBER_RE.match(v) for v in cls):
+                raise SIPParseError("bad Content-Length")
+            length = int(cls[0])
+            if any(int(v) != length for v in cls):
+                raise SIPParseError("conflicting Content-Length headers")
         if length > len(body):
             raise SIPParseError("Content-Length larger than the message")
         typed["content-length"] = length
@@ -210,11 +245,172 @@ def parse_message(
         raise SIPParseError("unparsable message") from e
     if len(lines) > max_headers + 1:
         raise _too_large(lines, "Too Many Headers", max_headers, max_header_length)
-    if max(map(len, lines)) > max_header_length:
+    # no line is longer than the whole message
+    if len(data) > max_header_length and max(map(len, lines)) > max_header_length:
         raise _too_large(lines, "Header Too Long", max_headers, max_header_length)
+    try:
+        return _parse_fast(lines, body)
+    except SIPParseError:
+        pass  # the steps below, in their order, say why
     start = lines[0]
     entries, error = _split_headers(lines)
+    headers = _new(Headers)
+    headers.entries = entries
+    headers.typed = {}
+    headers.live = set()
+    known = _STARTS.get(start)
+    if known is None:
+        known = _start_line(start)
+    if known is not None and type(known[1]) is int:  # a response
+        resp = _new(Response)
+        resp.headers = headers
+        resp.body = b""
+        resp.version, resp.status, resp.reason = known  # type: ignore[assignment]
+        if error:
+            raise SIPParseError(error)
+        try:
+            resp.body = _check(resp, entries, body)
+        except SIPParseError as e:
+            raise SIPParseError(e.reason) from None
+        return resp
+    try:
+        if known is None:
+            raise SIPParseError("bad request line")
+        if error:
+            raise SIPParseError(error)
+        req = _new(Request)
+        req.headers = headers
+        req.body = b""
+        req.method, uri, req.version = known  # type: ignore[assignment]
+        req._uri_raw = uri  # type: ignore[assignment]
+        req._uri_live = False
+        req._uri = URI.parse(uri)  # type: ignore[arg-type]
+        req.body = _check(req, entries, body)
+        return req
+    except SIPParseError as e:
+        raise SIPParseError(e.reason, request=_best_effort(start, entries)) from None
+
+
+class _Unusual(SIPParseError):
+    """Raised inside _parse_fast for anything it leaves to the step-by-step parse."""
+
+    def __init__(self) -> None:
+        super().__init__("unusual")
+
+
+def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
+    """parse_message of a message without errors, in one pass over the header lines.
+
+    It does the work of _split_headers, the start line checks, URI.parse of the
+    Request-URI and _check with the same results, but not in the order that
+    decides which error a broken message gets: at the first problem it raises
+    SIPParseError, and parse_message runs the steps one by one instead.
+    """
+    start = lines[0]
+    known = _STARTS.get(start)
+    if known is None:
+        known = _start_line(start)
+        if known is None:
+            raise _Unusual
+    typed: dict[str, Any] = {}
+    entries: list[tuple[str, str, str]] = []
+    append = entries.append
+    known_lines = _LINES
+    exact = _EXACT
+    checked = _CHECKED
+    vias: list[Via] | None = None
+    cls: list[str] | None = None
+    contacts: list[str] | None = None
+    for i in range(1, len(lines)):
+        line = lines[i]
+        entry = known_lines.get(line)
+        if entry is None:
+            name, colon, value = line.partition(":")
+            info = exact.get(name)
+            if info is None or not colon:
+                raise _Unusual  # an unknown or new spelling of a name, or a broken line
+            key = info[0]
+            value = value.strip(" \t")
+            entry = (key, info[1], value)
+            if key not in _UNIQUE and len(line) <= 256:
+                if len(known_lines) >= _LINES_SIZE:
+                    known_lines.clear()
+                known_lines[line] = entry
+        else:
+            key = entry[0]
+            value = entry[2]
+        append(entry)
+        if key not in checked:
+            continue
+        if key == "via":
+            if "," in value:
+                raise _Unusual
+            if vias is None:
+                vias = [Via.parse(value)]
+            else:
+                vias.append(Via.parse(value))
+        elif key == "content-length":
+            if cls is not None:
+                raise _Unusual
+            cls = [value]
+        elif key == "contact":
+            if contacts is None:
+                contacts = [value]
+            else:
+                contacts.append(value)
+        else:
+            if key in typed:
+                raise _Unusual
+            if key == "from" or key == "to":
+                typed[key] = NameAddr.parse(value)
+            elif key == "cseq":
+                typed[key] = CSeq.parse(value)
+            elif key == "call-id":
+                if not _CALLID_RE.match(value):
+                    raise _Unusual
+                typed[key] = value
+            else:
+                if not _NUMBER_RE.match(value) or int(value) > 255:
+                    raise _Unusual
+                typed[key] = int(value)
+    if vias:
+        typed["via"] = vias
+    if contacts is not None and not (len(contacts) == 1 and contacts[0] == "*"):
+        typed["contact"] = [NameAddr.parse(c) for v in contacts for c in split_list(v)]
+    if cls is not None:
+        text = cls[0]
+        if not _NUMBER_RE.match(text):
+            raise _Unusual
+        length = int(text)
+        if length > len(body):
+            raise _Unusual
+        typed["content-length"] = length
+        if length < len(body):
+            body = body[:length]
+    headers = _new(Headers)
+    headers.entries = entries
+    headers.typed = typed
+    headers.live = set()
     msg: Request | Response
+    if type(known[1]) is int:
+        msg = _new(Response)
+        msg.version, msg.status, msg.reason = known  # type: ignore[assignment]
+    else:
+        msg = _new(Request)
+        msg.method, uri, msg.version = known  # type: ignore[assignment]
+        msg._uri = URI.parse(uri)  # type: ignore[arg-type]
+        msg._uri_raw = uri  # type: ignore[assignment]
+        msg._uri_live = False
+    msg.headers = headers
+    msg.body = body
+    return msg
+
+
+def _start_line(start: str) -> tuple[str, str, str] | tuple[str, int, str] | None:
+    """The parts of a status line (version, status, reason) or of a request line
+    (method, Request-URI, version), remembered; None for a bad request line."""
+    parts: list[str] = []
+    known: tuple[str, str, str] | tuple[str, int, str]
     if start[:4].upper() == "SIP/":
         parts = start.split(" ", 2)
         if (
@@ -223,30 +419,16 @@ def parse_message(
             or not _STATUS_RE.match(parts[1])
         ):
             raise SIPParseError("bad status line")
-        headers = Headers()
-        headers.entries = entries
-        msg = Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, version=parts[0])
-        if error:
-            raise SIPParseError(error)
-        try:
-            msg.body = _check(msg, entries, body)
-        except SIPParseError as e:
-            raise SIPParseError(e.reason) from None
-        return msg
-    try:
+        known = (parts[0], int(parts[1]), parts[2] if len(parts) > 2 else "")
+    else:
         parts = start.split(" ")
         if len(parts) != 3 or not _TOKEN_RE.match(parts[0]) or not _VERSION_RE.match(parts[2]):
-            raise SIPParseError("bad request line")
-        if error:
-            raise SIPParseError(error)
-        headers = Headers()
-        headers.entries = entries
-        req = Request(parts[0], parts[1], headers, version=parts[2])
-        req._uri = URI.parse(parts[1])
-        req.body = _check(req, entries, body)
-        return req
-    except SIPParseError as e:
-        raise SIPParseError(e.reason, request=_best_effort(start, entries)) from None
+            return None
+        known = (parts[0], parts[1], parts[2])
+    if len(_STARTS) >= _STARTS_SIZE:
+        _STARTS.clear()
+    _STARTS[start] = known
+    return known
 
 
 class StreamFramer:

@@ -16,6 +16,7 @@ output where the grammar needs them.  Header parameter values of
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import quote, unquote
 
 from pbxd.errors import SIPParseError
@@ -51,9 +52,20 @@ _FAST_NAMEADDR_RE = re.compile(
     r'[ \t]*(?:"([^"\\\x00-\x1f]*)"[ \t]*|(' + _TOKEN + r"(?:[ \t]+" + _TOKEN + r")*)[ \t]*)?"
     r"<([^<>\s]+)>[ \t]*((?:;" + _TOKEN + r"(?:=" + _PVALUE + r")?)*)[ \t]*\Z"
 )
+# _FAST_NAMEADDR_RE of a text without '"', cut after its first ">" (the one closing the URI)
+_FAST_NAMEADDR_HEAD_RE = re.compile(
+    r"[ \t]*(?:(" + _TOKEN + r"(?:[ \t]+" + _TOKEN + r")*)[ \t]*)?<([^<>\s]+)>\Z"
+)
+_FAST_NAMEADDR_REST_RE = re.compile(
+    r"[ \t]*((?:;" + _TOKEN + r"(?:=" + _PVALUE + r")?)*)[ \t]*\Z"
+)
 _FAST_VIA_RE = re.compile(
     r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_.])?)(?::([0-9]{1,5}))?"
     r"((?:;" + _TOKEN + r"(?:=" + _PVALUE + r")?)*)\Z"
+)
+# _FAST_VIA_RE without the parameters: the part before the first ";" of a Via it matches
+_FAST_VIA_HEAD_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_.])?)(?::([0-9]{1,5}))?\Z"
 )
 
 
@@ -67,6 +79,44 @@ def _fast_params(text: str) -> dict[str, str | None]:
         name, eq, value = part.partition("=")
         params[name.lower()] = value if eq else None
     return params
+
+
+def _canonical_params(text: str) -> tuple[dict[str, str | None], bool]:
+    """:func:`_fast_params` of ``text`` (which matched ``_FAST_PARAMS_RE`` or the
+    parameter part of ``_FAST_SIP_RE``), and whether :func:`format_params` of the
+    result gives ``text`` back (every name lower case, none repeated)."""
+    params: dict[str, str | None] = {}
+    canonical = True
+    if '"' in text:
+        items = _PARAM_ITEM_RE.findall(text)
+        for name, eq, value in items:
+            low = name.lower()
+            if low != name:
+                canonical = False
+            params[low] = value if eq else None
+        return params, canonical and len(params) == len(items)
+    parts = text[1:].split(";")
+    for part in parts:
+        name, eq, value = part.partition("=")
+        low = name.lower()
+        if low != name:
+            canonical = False
+        params[low] = value if eq else None
+    return params, canonical and len(params) == len(parts)
+
+
+#: parse caches: text -> immutable parts of the parsed value (each hit builds new
+#: objects from them); cleared when full, so any input costs at most a re-parse
+_CACHE_SIZE = 2048
+_URI_CACHE: dict[str, tuple[str, str | None, str | None, str, int | None,
+                            tuple[tuple[str, str | None], ...], str | None]] = {}
+_NAMEADDR_CACHE: dict[str, tuple[str | None, str, tuple[tuple[str, str | None], ...], str]] = {}
+_CSEQ_CACHE: dict[str, tuple[int, str]] = {}
+#: name-addr text up to the ">" after the URI -> (display, URI text, "display <URI>" as written)
+_NAMEADDR_HEADS: dict[str, tuple[str | None, str, str]] = {}
+#: Via text before the first ";" -> (transport, host, port, what __str__ writes for them)
+_VIA_HEADS: dict[str, tuple[str, str, int | None, str]] = {}
+_new = object.__new__
 
 
 # characters that may appear unescaped (besides alphanumerics), RFC 3261 s25.1
@@ -165,7 +215,10 @@ def _split_quoted(text: str, sep: str, what: str) -> list[str]:
 
 def format_params(params: dict[str, str | None]) -> str:
     """Serialise header parameters as ``;name=value;flag``."""
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    out = ""
+    for k, v in params.items():
+        out += f";{k}" if v is None else f";{k}={v}"
+    return out
 
 
 class URI:
@@ -176,7 +229,8 @@ class URI:
     keys are lower case, ``;lr`` gives ``{'lr': None}``.
     """
 
-    __slots__ = ("scheme", "user", "password", "host", "port", "params", "headers", "opaque")
+    __slots__ = ("scheme", "user", "password", "host", "port", "params", "headers", "opaque",
+                 "_raw", "_snap")
 
     def __init__(
         self,
@@ -197,24 +251,24 @@ class URI:
         self.params: dict[str, str | None] = {} if params is None else params
         self.headers: dict[str, str] = {} if headers is None else headers
         self.opaque = opaque
+        # the wire form as parsed (when it is what __str__ writes) and the values it
+        # was parsed into: __str__ returns it while the values are unchanged
+        self._raw: str | None = None
+        self._snap: tuple[Any, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> URI:
         """Parse a URI; raises SIPParseError when it is malformed."""
-        m = _FAST_SIP_RE.match(text)
-        if m is not None and "%" not in text:
-            scheme, user, password, host, port, ptext = m.groups()
-            uri = cls.__new__(cls)
-            uri.scheme = scheme
-            uri.user = user
-            uri.password = password
-            uri.host = host.lower()
-            uri.port = int(port) if port is not None else None
-            if uri.port is not None and uri.port > 65535:
-                raise SIPParseError("bad URI port")
-            uri.params = _fast_params(ptext) if ptext else {}
+        cached = _URI_CACHE.get(text)
+        if cached is None:
+            cached = _parse_fast_uri(text)
+        if cached is not None:
+            uri = _new(cls)
+            uri.scheme, uri.user, uri.password, uri.host, uri.port, items, uri._raw = cached
+            uri.params = dict(items) if items else {}
             uri.headers = {}
             uri.opaque = None
+            uri._snap = cached
             return uri
         scheme, colon, rest = text.partition(":")
         if not colon or not rest or _WS_RE.search(text) or not _SCHEME_RE.match(scheme):
@@ -273,7 +327,19 @@ class URI:
         params = _uri_params(ptext) if ptext else {}
         return cls(scheme, user, host, port, params, headers, password)
 
+    def _fresh(self) -> bool:
+        """True while ``_raw`` is what __str__ would write (values as parsed)."""
+        s = self._snap
+        return (
+            self.user is s[1] and self.host is s[3] and self.port is s[4] and self.scheme is s[0]
+            and self.password is s[2] and self.opaque is None and not self.headers
+            and (tuple(self.params.items()) == s[5] if self.params else not s[5])
+        )
+
     def __str__(self) -> str:
+        raw = self._raw
+        if raw is not None and self._fresh():
+            return raw
         if self.opaque is not None:
             return f"{self.scheme}:{self.opaque}"
         if self.scheme == "tel":
@@ -319,10 +385,20 @@ class URI:
 
     def copy(self) -> URI:
         """An independent copy (params and headers dicts are copied)."""
-        return URI(
-            self.scheme, self.user, self.host, self.port, dict(self.params), dict(self.headers),
-            self.password, self.opaque,
-        )
+        uri = _new(URI)
+        scheme = self.scheme
+        low = scheme.lower()
+        uri.scheme = scheme if low == scheme else low
+        uri.user = self.user
+        uri.password = self.password
+        uri.host = self.host
+        uri.port = self.port
+        uri.params = dict(self.params)
+        uri.headers = dict(self.headers)
+        uri.opaque = self.opaque
+        uri._snap = self._snap
+        uri._raw = self._raw if self._raw is not None and self._fresh() else None
+        return uri
 
     @property
     def transport(self) -> str | None:
@@ -336,6 +412,34 @@ class URI:
         return self.host, self.port
 
 
+def _parse_fast_uri(text: str) -> tuple[str, str | None, str | None, str, int | None,
+                                         tuple[tuple[str, str | None], ...], str | None] | None:
+    """The parts of a plain sip:/sips: URI (cached), or None for the general parser."""
+    m = _FAST_SIP_RE.match(text)
+    if m is None or "%" in text:
+        return None
+    scheme, user, password, host, port, ptext = m.groups()
+    low = host.lower()
+    canonical = low == host
+    portnum = None
+    if port is not None:
+        portnum = int(port)
+        if portnum > 65535:
+            raise SIPParseError("bad URI port")
+        if port[0] == "0" and len(port) > 1:
+            canonical = False
+    items: tuple[tuple[str, str | None], ...] = ()
+    if ptext:
+        params, canonical_params = _canonical_params(ptext)
+        items = tuple(params.items())
+        canonical = canonical and canonical_params
+    parts = (scheme, user, password, low, portnum, items, text if canonical else None)
+    if len(_URI_CACHE) >= _CACHE_SIZE:
+        _URI_CACHE.clear()
+    _URI_CACHE[text] = parts
+    return parts
+
+
 def _uri_params(text: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     for part in text.split(";"):
@@ -345,6 +449,74 @@ def _uri_params(text: str) -> dict[str, str | None]:
         name = _unescape(name, "URI parameter").lower()
         params[name] = _unescape(value, "URI parameter") if eq else None
     return params
+
+
+def _parse_fast_nameaddr(
+    text: str,
+) -> tuple[tuple[str | None, str, tuple[tuple[str, str | None], ...], str], URI] | None:
+    """The parts of a plain name-addr (cached) and its URI, or None for the general parser.
+
+    The URI is kept as text (URI.parse has its own cache); the wire form is what
+    __str__ writes when the URI's own wire form is kept too.
+    """
+    display: str | None
+    items: tuple[tuple[str, str | None], ...] = ()
+    gt = text.find(">") if '"' not in text else -1
+    if gt > 0:  # the part before the parameters is usually one seen before
+        head = text[: gt + 1]
+        known = _NAMEADDR_HEADS.get(head)
+        if known is None:
+            hm = _FAST_NAMEADDR_HEAD_RE.match(head)
+            if hm is None:
+                return None
+            words, uritext = hm.groups()
+            display = " ".join(words.split()) if words else None
+            prefix = f"<{uritext}>" if display is None else f'"{display}" <{uritext}>'
+        else:
+            display, uritext, prefix = known
+        rm = _FAST_NAMEADDR_REST_RE.match(text, gt + 1)
+        if rm is None:
+            return None
+        uri = URI.parse(uritext)  # raises for a bad URI before anything is cached
+        if known is None:
+            if len(_NAMEADDR_HEADS) >= _CACHE_SIZE:
+                _NAMEADDR_HEADS.clear()
+            _NAMEADDR_HEADS[head] = (display, uritext, prefix)
+        ptext = rm.group(1)
+        if ptext:
+            params, canonical = _canonical_params(ptext)
+            items = tuple(params.items())
+            if not canonical:
+                ptext = format_params(params)
+        parts = (display, uritext, items, prefix + ptext)
+        if len(_NAMEADDR_CACHE) >= _CACHE_SIZE:
+            _NAMEADDR_CACHE.clear()
+        _NAMEADDR_CACHE[text] = parts
+        return parts, uri
+    m = _FAST_NAMEADDR_RE.match(text)
+    if m is None:
+        return None
+    quoted, words, uritext, ptext = m.groups()
+    uri = URI.parse(uritext)  # raises for a bad URI before anything is cached
+    if quoted is not None:
+        display = quoted
+        prefix = f'"{quoted}" <' if "\x7f" not in quoted else _quote_display(quoted) + " <"
+    elif words:
+        display = " ".join(words.split())
+        prefix = f'"{display}" <'
+    else:
+        display = None
+        prefix = "<"
+    if ptext:
+        params, canonical = _canonical_params(ptext)
+        items = tuple(params.items())
+        if not canonical:
+            ptext = format_params(params)
+    parts = (display, uritext, items, f"{prefix}{uritext}>{ptext}")
+    if len(_NAMEADDR_CACHE) >= _CACHE_SIZE:
+        _NAMEADDR_CACHE.clear()
+    _NAMEADDR_CACHE[text] = parts
+    return parts, uri
 
 
 def _unquote_display(text: str) -> str:
@@ -368,7 +540,7 @@ class NameAddr:
     ``;`` is a header parameter, RFC 3261 s20.10).
     """
 
-    __slots__ = ("display", "uri", "params")
+    __slots__ = ("display", "uri", "params", "_raw", "_snap")
 
     def __init__(
         self, uri: URI, display: str | None = None, params: dict[str, str | None] | None = None
@@ -376,22 +548,28 @@ class NameAddr:
         self.uri = uri
         self.display = display
         self.params: dict[str, str | None] = {} if params is None else params
+        # as URI._raw: the wire form while display, uri and params are as parsed
+        self._raw: str | None = None
+        self._snap: tuple[Any, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
         """Parse name-addr or addr-spec form; raises SIPParseError when malformed."""
-        m = _FAST_NAMEADDR_RE.match(text)
-        if m is not None:
-            quoted, words, uritext, ptext = m.groups()
-            na = cls.__new__(cls)
-            if quoted is not None:
-                na.display = quoted
-            elif words:
-                na.display = " ".join(words.split())
-            else:
-                na.display = None
-            na.uri = URI.parse(uritext)
-            na.params = _fast_params(ptext) if ptext else {}
+        cached = _NAMEADDR_CACHE.get(text)
+        if cached is not None:
+            uri = URI.parse(cached[1])
+        else:
+            fast = _parse_fast_nameaddr(text)
+            if fast is not None:
+                cached, uri = fast
+        if cached is not None:
+            display, _, items, raw = cached
+            na = _new(cls)
+            na.display = display
+            na.uri = uri
+            na.params = dict(items) if items else {}
+            na._raw = raw if uri._raw is not None else None
+            na._snap = (display, uri, items)
             return na
         text = text.strip()
         display = None
@@ -431,11 +609,31 @@ class NameAddr:
         """The ``tag`` parameter, or None."""
         return self.params.get("tag")
 
+    def _fresh(self) -> bool:
+        """True while ``_raw`` is what __str__ would write (values as parsed)."""
+        s = self._snap
+        uri = self.uri
+        return (
+            uri is s[1] and self.display is s[0] and uri._raw is not None and uri._fresh()
+            and (tuple(self.params.items()) == s[2] if self.params else not s[2])
+        )
+
     def __str__(self) -> str:
+        raw = self._raw
+        if raw is not None and self._fresh():
+            return raw
         out = f"<{self.uri}>"
         if self.display is not None:
             out = f"{_quote_display(self.display)} {out}"
         return out + format_params(self.params) if self.params else out
+
+    def with_tag(self, tag: str) -> str:
+        """``str(self)`` with ``tag`` set: as a copy whose ``params['tag'] = tag``."""
+        if "tag" not in self.params and self.uri.scheme.islower():  # a new parameter goes last
+            return f"{self};tag={tag}"
+        na = self.copy()
+        na.params["tag"] = tag
+        return str(na)
 
     def __repr__(self) -> str:
         return f"NameAddr({str(self)!r})"
@@ -449,13 +647,17 @@ class NameAddr:
 
     def copy(self) -> NameAddr:
         """An independent copy."""
-        return NameAddr(self.uri.copy(), self.display, dict(self.params))
+        na = NameAddr(self.uri.copy(), self.display, dict(self.params))
+        if self._raw is not None and self._fresh() and na.uri._raw is not None:
+            na._raw = self._raw
+            na._snap = (self.display, na.uri, self._snap[2])
+        return na
 
 
 class Via:
     """One Via value: ``SIP/2.0/UDP host:port;branch=...``."""
 
-    __slots__ = ("protocol", "transport", "host", "port", "params")
+    __slots__ = ("protocol", "transport", "host", "port", "params", "_raw", "_snap")
 
     def __init__(
         self,
@@ -470,21 +672,39 @@ class Via:
         self.host = host
         self.port = port
         self.params: dict[str, str | None] = {} if params is None else params
+        # as URI._raw: the wire form while the values are as parsed
+        self._raw: str | None = None
+        self._snap: tuple[Any, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse one Via value; raises SIPParseError when malformed."""
-        fm = _FAST_VIA_RE.match(text)
-        if fm is not None:
-            transport, host, port, ptext = fm.groups()
-            via = cls.__new__(cls)
+        # a plain Via (what _FAST_VIA_RE matches): its head (no ";" in it) is usually
+        # one seen before, the parameters (the branch) are new
+        semi = text.find(";")
+        head = text if semi < 0 else text[:semi]
+        known = _VIA_HEADS.get(head)
+        if known is None:
+            known = _via_head(head)
+        if known is not None:
+            ptext = "" if semi < 0 else text[semi:]
+            if not ptext:
+                params: dict[str, str | None] = {}
+                items: tuple[tuple[str, str | None], ...] = ()
+            elif _FAST_PARAMS_RE.match(ptext):
+                params, canonical = _canonical_params(ptext)
+                items = tuple(params.items())
+                if not canonical:
+                    ptext = format_params(params)
+            else:
+                known = None
+        if known is not None:
+            via = _new(cls)
             via.protocol = "SIP/2.0"
-            via.transport = transport.upper()
-            via.host = host.lower()
-            via.port = int(port) if port is not None else None
-            if via.port is not None and via.port > 65535:
-                raise SIPParseError("bad Via port")
-            via.params = _fast_params(ptext) if ptext else {}
+            via.transport, via.host, via.port, canonical_head = known
+            via.params = params
+            via._raw = canonical_head + ptext
+            via._snap = ("SIP/2.0", known[0], known[1], known[2], items, len(canonical_head))
             return via
         m = _VIA_RE.match(text)
         if m is None:
@@ -511,6 +731,15 @@ class Via:
         return self.params.get("branch")
 
     def __str__(self) -> str:
+        raw = self._raw
+        if raw is not None:
+            s = self._snap
+            if (self.host is s[2] and self.port is s[3] and self.transport is s[1]
+                    and self.protocol is s[0]):
+                params = self.params
+                if tuple(params.items()) == s[4]:
+                    return raw
+                return raw[: s[5]] + format_params(params)  # the part before the parameters
         out = f"{self.protocol}/{self.transport} {_format_host(self.host)}"
         if self.port is not None:
             out += f":{self.port}"
@@ -534,7 +763,36 @@ class Via:
 
     def copy(self) -> Via:
         """An independent copy."""
-        return Via(self.transport, self.host, self.port, dict(self.params), self.protocol)
+        via = Via(self.transport, self.host, self.port, dict(self.params), self.protocol)
+        s = self._snap
+        if (self._raw is not None and via.transport == s[1] and self.host is s[2]
+                and self.port is s[3] and self.protocol is s[0]):
+            via.transport = s[1]
+            via._raw = self._raw
+            via._snap = s
+        return via
+
+
+def _via_head(head: str) -> tuple[str, str, int | None, str] | None:
+    """Transport, host, port and canonical text of the part of a plain Via before its
+    parameters (remembered), or None when the general parser must look at it."""
+    m = _FAST_VIA_HEAD_RE.match(head)
+    if m is None:
+        return None
+    transport, host, port = m.groups()
+    transport = transport.upper()
+    host = host.lower()
+    portnum = None
+    if port is not None:
+        portnum = int(port)
+        if portnum > 65535:
+            return None  # the general parser says what is wrong
+    known = (transport, host, portnum,
+             f"SIP/2.0/{transport} {host}" if portnum is None else f"SIP/2.0/{transport} {host}:{portnum}")
+    if len(_VIA_HEADS) >= _CACHE_SIZE:
+        _VIA_HEADS.clear()
+    _VIA_HEADS[head] = known
+    return known
 
 
 class CSeq:
@@ -549,13 +807,23 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         """Parse ``"4711 INVITE"``; raises SIPParseError when malformed or too large."""
+        cseq = _new(cls)
+        cached = _CSEQ_CACHE.get(text)
+        if cached is not None:
+            cseq.seq, cseq.method = cached
+            return cseq
         m = _CSEQ_RE.match(text)
         if m is None:
             raise SIPParseError("bad CSeq")
         seq = int(m.group(1))
         if seq >= 2**31:
             raise SIPParseError("CSeq number too large")
-        return cls(seq, m.group(2))
+        cseq.seq = seq
+        cseq.method = m.group(2)
+        if len(_CSEQ_CACHE) >= _CACHE_SIZE:
+            _CSEQ_CACHE.clear()
+        _CSEQ_CACHE[text] = (seq, cseq.method)
+        return cseq
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"

@@ -41,6 +41,27 @@ SCHEMES: frozenset[str] = frozenset({"sip", "sips", "tel"})
 SINGLE_HEADERS: tuple[str, ...] = ("From", "To", "Call-ID", "CSeq")
 
 _PARSE_ERRORS = (SIPParseError, ValueError, TypeError, AttributeError, IndexError)
+#: the header lines _header_problem counts, and the 400 phrases of a missing/repeated one
+_COUNTED = {"max-forwards": None, "via": "Via", "from": "From", "to": "To", "call-id": "Call-ID",
+            "cseq": "CSeq"}
+#: method collections seen (tuples, frozensets...) -> their upper-cased set; bounded
+_UPPER: dict[Any, frozenset[str]] = {}
+
+
+def _upper_set(methods: Iterable[str]) -> frozenset[str]:
+    """``{m.upper() for m in methods}``, remembered for hashable collections."""
+    try:
+        known = _UPPER.get(methods)
+    except TypeError:  # a list or a set: not remembered
+        return frozenset(m.upper() for m in methods)
+    if known is None:
+        known = frozenset(m.upper() for m in methods)
+        if not isinstance(methods, (tuple, frozenset)):
+            return known  # an iterator or another type that may change: not remembered
+        if len(_UPPER) >= 64:
+            _UPPER.clear()
+        _UPPER[methods] = known
+    return known
 
 
 def check_request(
@@ -87,12 +108,10 @@ def check_request(
         return make_response(483, "Too Many Hops")
     if problem:
         return make_response(400, problem)
-    known = {m.upper() for m in known_methods}
-    if method not in known:
+    if method not in _upper_set(known_methods):
         return make_response(501, "Not Implemented")
     if served_methods is not None:
-        served = {m.upper() for m in served_methods}
-        if method not in served:
+        if method not in _upper_set(served_methods):
             allow = allowed_methods if allowed_methods is not None else served_methods
             response = make_response(405, "Method Not Allowed")
             response.set("Allow", ", ".join(m.upper() for m in allow))
@@ -102,9 +121,12 @@ def check_request(
 
 def unsupported_options(request: Any, supported: Iterable[str]) -> list[str]:
     """Option tags in ``Require`` that are not in ``supported``, in order, without duplicates."""
+    required = request.getall("Require")
+    if not required:
+        return []
     ours = {tag.lower() for tag in supported}
     out: list[str] = []
-    for tag in request.getall("Require"):
+    for tag in required:
         tag = tag.strip()
         if tag and tag.lower() not in ours and tag not in out:
             out.append(tag)
@@ -113,7 +135,14 @@ def unsupported_options(request: Any, supported: Iterable[str]) -> list[str]:
 
 def _header_problem(request: Any, method: str) -> str | None:
     """'483', a 400 reason phrase, or None. Max-Forwards is looked at first (483 before 400)."""
-    max_forwards = request.headers.raw("Max-Forwards")
+    # one pass over the header lines: how many of each, and the Max-Forwards values
+    counts = dict.fromkeys(_COUNTED, 0)
+    max_forwards: list[str] = []
+    for key, _, value in request.headers.entries:
+        if key in counts:
+            counts[key] += 1
+            if key == "max-forwards":
+                max_forwards.append(value)
     if len(max_forwards) > 1:
         return "Multiple Max-Forwards headers"
     if max_forwards:
@@ -122,11 +151,13 @@ def _header_problem(request: Any, method: str) -> str | None:
             return "Bad Max-Forwards"
         if int(text) == 0:
             return "483"
-    for name in ("Via", *SINGLE_HEADERS):
-        count = len(request.headers.raw(name))
+    for key, name in _COUNTED.items():
+        if name is None:
+            continue
+        count = counts[key]
         if count == 0:
             return f"Missing {name} header"
-        if count > 1 and name != "Via":
+        if count > 1 and key != "via":
             return f"Multiple {name} headers"
     try:
         if not request.vias:
