@@ -273,3 +273,14 @@ def test_layered_store_prefers_the_first_store():
     assert _ok(layered.getExtension("1000")) is first
     assert _ok(layered.getExtension("2000")) is second
     assert _ok(layered.getExtension("3000")) is None
+
+
+def test_open_database_sets_the_group_commit_delay(tmp_path):
+    from pbxd.store.db import DEFAULT_COMMIT_DELAY, open_database
+
+    url = f"sqlite:{tmp_path / 'p.sqlite'}"
+    database = open_database(url, MemoryReactorClock())
+    assert database.commit_delay == DEFAULT_COMMIT_DELAY > 0
+    assert SQLiteLocationStore(database, Clock()).commit_delay == DEFAULT_COMMIT_DELAY
+    assert open_database(url, MemoryReactorClock(), commit_delay=0.0).commit_delay == 0.0
+    assert Database(SynchronousConnectionPool()).commit_delay == 0.0

@@ -339,7 +339,7 @@ class Registrar:
             elif expires == 0:
                 continue
             if common is None:
-                common = self._common(request, transport, source)
+                common = self._common(request, call_id, cseq, transport, source)
             save.append(
                 self._binding(common, aor, contact, key, now + expires, instance, reg_id, source)
             )
@@ -384,22 +384,27 @@ class Registrar:
         if binding.call_id == call_id and cseq <= binding.cseq:
             raise _Reject(500, "Out of order request")
 
-    def _common(self, request: Any, transport: Any, source: tuple[str, int]) -> dict[str, Any]:
+    def _common(
+        self, request: Any, call_id: str, cseq: int, transport: Any, source: tuple[str, int]
+    ) -> dict[str, Any]:
         """The fields every binding made by ``request`` shares."""
         via = request.top_via
-        supported = request.getall("Supported")
-        path = (
-            tuple(request.getall("Path"))
-            if supported and "path" in ",".join(supported).lower()
-            else ()
-        )
+        # User-Agent (the first), Supported and Path are plain text headers: one pass
+        user_agent = None
+        supported_path = False
+        for key, _, value in request.headers.entries:
+            if key == "user-agent":
+                if user_agent is None:
+                    user_agent = value
+            elif key == "supported" and not supported_path:
+                supported_path = "path" in value.lower()
         return {
-            "call_id": request.call_id,
-            "cseq": request.cseq.seq,
-            "user_agent": request.get("User-Agent"),
+            "call_id": call_id,
+            "cseq": cseq,
+            "user_agent": user_agent,
             "flow": (getattr(transport, "name", "UDP"), source[0], source[1]),
             "transport": transport,
-            "path": path,
+            "path": tuple(request.getall("Path")) if supported_path else (),
             "rport": via is not None and "rport" in via.params,
         }
 
