@@ -33,7 +33,6 @@ logged and answered 500. REGISTERs for one AOR are handled one at a time.
 from __future__ import annotations
 
 import email.utils
-import secrets
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -41,6 +40,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pbxd import debuglog
+from pbxd.sip.dialog import random_hex
 from pbxd.sip.message import make_response
 
 _DATE: list[Any] = [None, ""]  # (second, its RFC 1123 date): one formatdate per second
@@ -442,7 +442,7 @@ class Registrar:
 
     def _ok(self, request: Any, txn: Any, bindings: list[Any]) -> None:
         now = self.clock.seconds()
-        response = make_response(request, 200, to_tag=secrets.token_hex(6))
+        response = make_response(request, 200, to_tag=random_hex(12))
         # a fresh response has no Contact, Path, Date or Server: append the lines
         # (what Headers.add/set would do, without their lookups)
         entries = response.headers.entries
@@ -470,7 +470,7 @@ class Registrar:
     def _answer(
         self, request: Any, txn: Any, status: int, reason: str | None = None, **headers: str
     ) -> None:
-        response = make_response(request, status, reason, to_tag=secrets.token_hex(6))
+        response = make_response(request, status, reason, to_tag=random_hex(12))
         for name, value in headers.items():
             response.set(name, value)
         self._send(txn, response)
