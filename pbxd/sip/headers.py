@@ -146,14 +146,18 @@ class Headers:
     ``entries`` is the list of ``(key, name, raw_value)``; one entry per header
     line.  ``typed`` maps a key to its cached typed value (a list for list
     headers); keys in ``live`` are rendered from ``typed`` on output.
+    ``checked`` is True while the lines are those :func:`pbxd.sip.parser.parse_message`
+    checked (From, To, Call-ID, CSeq and Max-Forwards at most once each, and every
+    one present has its typed value): any change made here clears it.
     """
 
-    __slots__ = ("entries", "typed", "live")
+    __slots__ = ("entries", "typed", "live", "checked")
 
     def __init__(self, items: Iterable[tuple[str, Any]] | Mapping[str, Any] | None = None) -> None:
         self.entries: list[tuple[str, str, str]] = []
         self.typed: dict[str, Any] = {}
         self.live: set[str] = set()
+        self.checked = False
         if items is not None:
             pairs = items.items() if isinstance(items, Mapping) else items
             for name, value in pairs:
@@ -187,13 +191,15 @@ class Headers:
         key = _KEYS.get(name) or header_key(name)
         if key in self.live:
             return self._rendered(key)
-        if key in LIST_HEADERS:
+        values = [v for k, _, v in self.entries if k == key]
+        if values and key in LIST_HEADERS:
+            if len(values) == 1:
+                return split_list(values[0])
             out: list[str] = []
-            for k, _, v in self.entries:
-                if k == key:
-                    out.extend(split_list(v))
+            for v in values:
+                out.extend(split_list(v))
             return out
-        return [v for k, _, v in self.entries if k == key]
+        return values
 
     def raw(self, name: str) -> list[str]:
         """The raw value of each ``name`` line (no comma splitting, no rendering)."""
@@ -228,6 +234,7 @@ class Headers:
     def _drop(self, key: str) -> None:
         self.typed.pop(key, None)
         self.live.discard(key)
+        self.checked = False
 
     def _materialise(self, key: str) -> None:
         """Write a live typed value back into the entries before they are edited."""
@@ -259,9 +266,16 @@ class Headers:
         else:
             values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
         cname = _NAMES.get(name) or canonical_name(name)
+        entries = self.entries
+        for entry in entries:
+            if entry[0] == key:
+                break
+        else:  # none yet: added at the end
+            entries.extend([(key, cname, v) for v in values])
+            return
         new: list[tuple[str, str, str]] = []
         placed = False
-        for entry in self.entries:
+        for entry in entries:
             if entry[0] == key:
                 if not placed:
                     new.extend((key, cname, v) for v in values)
@@ -279,6 +293,7 @@ class Headers:
             self._materialise(key)
         if key in self.typed:
             del self.typed[key]
+        self.checked = False
         entry = (key, _NAMES.get(name) or canonical_name(name), value if type(value) is str else str(value))
         if not first:
             self.entries.append(entry)

@@ -279,6 +279,20 @@ class Message:
         """The wire form; Content-Length is written from ``len(body)``."""
         h = self.headers
         body = self.body
+        if not h.live:  # every line as stored: the loop below in one comprehension
+            lines: list[str | None] = [
+                None if key == "content-length" else f"{name}: {value}" if value else f"{name}:"
+                for key, name, value in h.entries
+            ]
+            length = f"Content-Length: {len(body)}"
+            if None in lines:  # at the first Content-Length line
+                lines[lines.index(None)] = length
+                if None in lines:
+                    lines = [line for line in lines if line is not None]
+            else:
+                lines.append(length)
+            text = "\r\n".join(lines)  # type: ignore[arg-type]
+            return (f"{self.start_line()}\r\n{text}\r\n\r\n").encode("utf-8", "surrogateescape") + body
         out = [self.start_line()]
         placed = False
         live = h.live
@@ -401,6 +415,7 @@ def _new_response(status: int, reason: str | None, entries: list[tuple[str, str,
     headers.entries = entries
     headers.typed = {}
     headers.live = set()
+    headers.checked = False
     resp = Response.__new__(Response)
     resp.headers = headers
     resp.body = body
@@ -435,9 +450,10 @@ def make_response(
     copied = _COPIED
     for entry in src.entries:
         key = entry[0]
-        if key in copied:
-            if entry[1] != copied[key]:
-                entry = (key, copied[key], entry[2])
+        name = copied.get(key)
+        if name is not None:
+            if entry[1] != name:
+                entry = (key, name, entry[2])
             lines = found.get(key)
             if lines is None:
                 found[key] = [entry]
@@ -446,8 +462,8 @@ def make_response(
     live = src.live
     if live:
         for key in live:
-            if key in copied:
-                name = copied[key]
+            name = copied.get(key)
+            if name is not None:
                 found[key] = [(key, name, v) for v in src._rendered(key)]
     entries: list[tuple[str, str, str]] = []
     if "via" in found:

@@ -70,6 +70,11 @@ def _split_head(data: bytes) -> tuple[list[str], bytes]:
     if not head:
         raise SIPParseError("empty message")
     text = head.decode("utf-8", "surrogateescape")
+    lines = text.split("\r\n")
+    # the usual case in one look: CRLF line ends only, and no line starting with a
+    # space, a tab (folding) or anything else at or below " " (the least line tells)
+    if text.count("\n") == len(lines) - 1 and min(lines)[:1] > " ":
+        return lines, body
     if "\n " in text or "\n\t" in text:
         text = _FOLD_RE.sub(" ", text.replace("\r\n", "\n"))
     lines = text.split("\r\n")
@@ -258,6 +263,7 @@ def parse_message(
     headers.entries = entries
     headers.typed = {}
     headers.live = set()
+    headers.checked = False  # until _check has run
     known = _STARTS.get(start)
     if known is None:
         known = _start_line(start)
@@ -272,6 +278,7 @@ def parse_message(
             resp.body = _check(resp, entries, body)
         except SIPParseError as e:
             raise SIPParseError(e.reason) from None
+        headers.checked = True
         return resp
     try:
         if known is None:
@@ -286,6 +293,7 @@ def parse_message(
         req._uri_live = False
         req._uri = URI.parse(uri)  # type: ignore[arg-type]
         req.body = _check(req, entries, body)
+        headers.checked = True
         return req
     except SIPParseError as e:
         raise SIPParseError(e.reason, request=_best_effort(start, entries)) from None
@@ -319,16 +327,26 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
     exact = _EXACT
     checked = _CHECKED
     vias: list[Via] | None = None
-    cls: list[str] | None = None
+    length_text: str | None = None
     contacts: list[str] | None = None
-    for i in range(1, len(lines)):
-        line = lines[i]
+    for line in lines[1:]:
         entry = known_lines.get(line)
         if entry is None:
             name, colon, value = line.partition(":")
+            if not colon:
+                raise _Unusual
             info = exact.get(name)
-            if info is None or not colon:
-                raise _Unusual  # an unknown or new spelling of a name, or a broken line
+            if info is None:  # as _split_headers
+                info = _KNOWN.get(name.lower())
+                if info is not None:
+                    if len(exact) < 2048:
+                        exact[name] = info
+                else:
+                    stripped = name.strip(" \t")
+                    if not _TOKEN_RE.match(stripped):
+                        raise _Unusual
+                    low = stripped.lower()
+                    info = _KNOWN.get(low) or (low, stripped)
             key = info[0]
             value = value.strip(" \t")
             entry = (key, info[1], value)
@@ -337,8 +355,7 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
                     known_lines.clear()
                 known_lines[line] = entry
         else:
-            key = entry[0]
-            value = entry[2]
+            key, _, value = entry
         append(entry)
         if key not in checked:
             continue
@@ -350,9 +367,9 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
             else:
                 vias.append(Via.parse(value))
         elif key == "content-length":
-            if cls is not None:
+            if length_text is not None:
                 raise _Unusual
-            cls = [value]
+            length_text = value
         elif key == "contact":
             if contacts is None:
                 contacts = [value]
@@ -377,11 +394,10 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
         typed["via"] = vias
     if contacts is not None and not (len(contacts) == 1 and contacts[0] == "*"):
         typed["contact"] = [NameAddr.parse(c) for v in contacts for c in split_list(v)]
-    if cls is not None:
-        text = cls[0]
-        if not _NUMBER_RE.match(text):
+    if length_text is not None:
+        if not _NUMBER_RE.match(length_text):
             raise _Unusual
-        length = int(text)
+        length = int(length_text)
         if length > len(body):
             raise _Unusual
         typed["content-length"] = length
@@ -391,6 +407,7 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
     headers.entries = entries
     headers.typed = typed
     headers.live = set()
+    headers.checked = True
     msg: Request | Response
     if type(known[1]) is int:
         msg = _new(Response)

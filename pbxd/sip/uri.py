@@ -110,7 +110,9 @@ def _canonical_params(text: str) -> tuple[dict[str, str | None], bool]:
 _CACHE_SIZE = 2048
 _URI_CACHE: dict[str, tuple[str, str | None, str | None, str, int | None,
                             tuple[tuple[str, str | None], ...], str | None]] = {}
-_NAMEADDR_CACHE: dict[str, tuple[str | None, str, tuple[tuple[str, str | None], ...], str]] = {}
+#: name-addr text -> display, URI text, parameters, wire form, the URI's _URI_CACHE parts
+_NAMEADDR_CACHE: dict[str, tuple[str | None, str, tuple[tuple[str, str | None], ...], str,
+                                 tuple[Any, ...] | None]] = {}
 _CSEQ_CACHE: dict[str, tuple[int, str]] = {}
 #: name-addr text up to the ">" after the URI -> (display, URI text, "display <URI>" as written)
 _NAMEADDR_HEADS: dict[str, tuple[str | None, str, str]] = {}
@@ -453,7 +455,8 @@ def _uri_params(text: str) -> dict[str, str | None]:
 
 def _parse_fast_nameaddr(
     text: str,
-) -> tuple[tuple[str | None, str, tuple[tuple[str, str | None], ...], str], URI] | None:
+) -> tuple[tuple[str | None, str, tuple[tuple[str, str | None], ...], str, tuple[Any, ...] | None],
+           URI] | None:
     """The parts of a plain name-addr (cached) and its URI, or None for the general parser.
 
     The URI is kept as text (URI.parse has its own cache); the wire form is what
@@ -488,7 +491,7 @@ def _parse_fast_nameaddr(
             items = tuple(params.items())
             if not canonical:
                 ptext = format_params(params)
-        parts = (display, uritext, items, prefix + ptext)
+        parts = (display, uritext, items, prefix + ptext, uri._snap or None)
         if len(_NAMEADDR_CACHE) >= _CACHE_SIZE:
             _NAMEADDR_CACHE.clear()
         _NAMEADDR_CACHE[text] = parts
@@ -512,7 +515,7 @@ def _parse_fast_nameaddr(
         items = tuple(params.items())
         if not canonical:
             ptext = format_params(params)
-    parts = (display, uritext, items, f"{prefix}{uritext}>{ptext}")
+    parts = (display, uritext, items, f"{prefix}{uritext}>{ptext}", uri._snap or None)
     if len(_NAMEADDR_CACHE) >= _CACHE_SIZE:
         _NAMEADDR_CACHE.clear()
     _NAMEADDR_CACHE[text] = parts
@@ -557,13 +560,22 @@ class NameAddr:
         """Parse name-addr or addr-spec form; raises SIPParseError when malformed."""
         cached = _NAMEADDR_CACHE.get(text)
         if cached is not None:
-            uri = URI.parse(cached[1])
+            uparts = cached[4]
+            if uparts is None:
+                uri = URI.parse(cached[1])
+            else:  # URI.parse from its cache, inline
+                uri = _new(URI)
+                uri.scheme, uri.user, uri.password, uri.host, uri.port, uitems, uri._raw = uparts
+                uri.params = dict(uitems) if uitems else {}
+                uri.headers = {}
+                uri.opaque = None
+                uri._snap = uparts
         else:
             fast = _parse_fast_nameaddr(text)
             if fast is not None:
                 cached, uri = fast
         if cached is not None:
-            display, _, items, raw = cached
+            display, _, items, raw, _ = cached
             na = _new(cls)
             na.display = display
             na.uri = uri
@@ -657,7 +669,7 @@ class NameAddr:
 class Via:
     """One Via value: ``SIP/2.0/UDP host:port;branch=...``."""
 
-    __slots__ = ("protocol", "transport", "host", "port", "params", "_raw", "_snap")
+    __slots__ = ("protocol", "transport", "host", "port", "params", "_raw", "_snap", "_memo")
 
     def __init__(
         self,
@@ -675,6 +687,9 @@ class Via:
         # as URI._raw: the wire form while the values are as parsed
         self._raw: str | None = None
         self._snap: tuple[Any, ...] = ()
+        # (parameters, __str__) of the last rendering with other parameters (a stamped Via
+        # is written into every response)
+        self._memo: tuple[tuple[tuple[str, str | None], ...], str] | None = None
 
     @classmethod
     def parse(cls, text: str) -> Via:
@@ -705,6 +720,7 @@ class Via:
             via.params = params
             via._raw = canonical_head + ptext
             via._snap = ("SIP/2.0", known[0], known[1], known[2], items, len(canonical_head))
+            via._memo = None
             return via
         m = _VIA_RE.match(text)
         if m is None:
@@ -737,9 +753,15 @@ class Via:
             if (self.host is s[2] and self.port is s[3] and self.transport is s[1]
                     and self.protocol is s[0]):
                 params = self.params
-                if tuple(params.items()) == s[4]:
+                items = tuple(params.items())
+                if items == s[4]:
                     return raw
-                return raw[: s[5]] + format_params(params)  # the part before the parameters
+                memo = self._memo
+                if memo is not None and memo[0] == items:
+                    return memo[1]
+                out = raw[: s[5]] + format_params(params)  # the part before the parameters
+                self._memo = (items, out)
+                return out
         out = f"{self.protocol}/{self.transport} {_format_host(self.host)}"
         if self.port is not None:
             out += f":{self.port}"

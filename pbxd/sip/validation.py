@@ -44,24 +44,22 @@ _PARSE_ERRORS = (SIPParseError, ValueError, TypeError, AttributeError, IndexErro
 #: the header lines _header_problem counts, and the 400 phrases of a missing/repeated one
 _COUNTED = {"max-forwards": None, "via": "Via", "from": "From", "to": "To", "call-id": "Call-ID",
             "cseq": "CSeq"}
-#: method collections seen (tuples, frozensets...) -> their upper-cased set; bounded
-_UPPER: dict[Any, frozenset[str]] = {}
+#: id of a tuple or frozenset of methods -> (it, kept alive so the id stays its own,
+#: its upper-cased set); bounded
+_UPPER: dict[int, tuple[Any, frozenset[str]]] = {}
 
 
 def _upper_set(methods: Iterable[str]) -> frozenset[str]:
-    """``{m.upper() for m in methods}``, remembered for hashable collections."""
-    try:
-        known = _UPPER.get(methods)
-    except TypeError:  # a list or a set: not remembered
-        return frozenset(m.upper() for m in methods)
-    if known is None:
-        known = frozenset(m.upper() for m in methods)
-        if not isinstance(methods, (tuple, frozenset)):
-            return known  # an iterator or another type that may change: not remembered
+    """``{m.upper() for m in methods}``, remembered for tuples and frozensets."""
+    known = _UPPER.get(id(methods))
+    if known is not None and known[0] is methods:
+        return known[1]
+    upper = frozenset(m.upper() for m in methods)
+    if isinstance(methods, (tuple, frozenset)):
         if len(_UPPER) >= 64:
             _UPPER.clear()
-        _UPPER[methods] = known
-    return known
+        _UPPER[id(methods)] = (methods, upper)
+    return upper
 
 
 def check_request(
@@ -135,6 +133,15 @@ def unsupported_options(request: Any, supported: Iterable[str]) -> list[str]:
 
 def _header_problem(request: Any, method: str) -> str | None:
     """'483', a 400 reason phrase, or None. Max-Forwards is looked at first (483 before 400)."""
+    headers = request.headers
+    if headers.checked:  # as parsed: no header repeated, Max-Forwards a number up to 255
+        typed = headers.typed
+        if typed.get("max-forwards") == 0:
+            return "483"
+        for key, name in _COUNTED.items():
+            if name is not None and key not in typed:
+                return f"Missing {name} header"
+        return _typed_problem(request, method)
     # one pass over the header lines: how many of each, and the Max-Forwards values
     counts = dict.fromkeys(_COUNTED, 0)
     max_forwards: list[str] = []
@@ -159,6 +166,11 @@ def _header_problem(request: Any, method: str) -> str | None:
             return f"Missing {name} header"
         if count > 1 and key != "via":
             return f"Multiple {name} headers"
+    return _typed_problem(request, method)
+
+
+def _typed_problem(request: Any, method: str) -> str | None:
+    """The 400 reason phrase for Via, From, To, Call-ID or CSeq values, or None."""
     try:
         if not request.vias:
             return "Missing Via header"
