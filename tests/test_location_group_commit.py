@@ -186,3 +186,15 @@ def test_writes_made_while_a_delayed_transaction_is_in_flight_wait_for_it(tmp_pa
     pool.release()  # it commits; the third write's window (from its start) is over
     assert done == [None, None]
     assert [r[0] for r in _rows(tmp_path / "db")] == ["1000", "1001", "1002"]
+
+
+def test_a_wall_clock_set_back_delays_a_write_no_more_than_the_window(tmp_path):
+    store, pool, clock = _delayed_store(tmp_path)
+    clock.advance(3600)
+    store.replace("1000", [_record("1000", "sip:a@h")], [])
+    clock.rightNow -= 1800  # the system clock was set back half an hour
+    done: list = []
+    store.replace("1001", [_record("1001", "sip:b@h")], []).addBoth(done.append)
+    assert done == []
+    clock.advance(0.01)
+    assert done == [None]

@@ -199,8 +199,8 @@ class SQLiteLocationStore:
         delay = self.commit_delay
         if delay > 0.0 and self._started is not None:
             wait = self._started + delay - self.clock.seconds()
-            if wait > 0.0:
-                self._timer = self.clock.callLater(wait, self._flush)
+            if wait > 0.0:  # (never more than delay: the wall clock may have gone back)
+                self._timer = self.clock.callLater(min(wait, delay), self._flush)
                 return
         self._flush()
 
