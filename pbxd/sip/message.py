@@ -294,20 +294,21 @@ class Message:
             text = "\r\n".join(lines)  # type: ignore[arg-type]
             return (f"{self.start_line()}\r\n{text}\r\n\r\n").encode("utf-8", "surrogateescape") + body
         out = [self.start_line()]
+        append = out.append
         placed = False
         live = h.live
         done: set[str] = set()
         for key, name, value in h.entries:
             if key == "content-length":
                 if not placed:
-                    out.append(f"Content-Length: {len(body)}")
+                    append(f"Content-Length: {len(body)}")
                     placed = True
-            elif live and key in live:
+            elif key in live:
                 if key not in done:
                     done.add(key)
-                    out.extend(f"{name}: {v}" for v in h._rendered(key))
+                    out += [f"{name}: {v}" for v in h._rendered(key)]
             else:
-                out.append(name + ": " + value if value else name + ":")
+                append(f"{name}: {value}" if value else f"{name}:")
         if not placed:
             out.append(f"Content-Length: {len(body)}")
         out.append("\r\n")

@@ -387,17 +387,20 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
                     raise _Unusual
                 typed[key] = value
             else:
-                if not _NUMBER_RE.match(value) or int(value) > 255:
+                number = _NUMBERS.get(value)
+                if number is None:
+                    number = _number(value)
+                if number > 255:
                     raise _Unusual
-                typed[key] = int(value)
+                typed[key] = number
     if vias:
         typed["via"] = vias
     if contacts is not None and not (len(contacts) == 1 and contacts[0] == "*"):
         typed["contact"] = [NameAddr.parse(c) for v in contacts for c in split_list(v)]
     if length_text is not None:
-        if not _NUMBER_RE.match(length_text):
-            raise _Unusual
-        length = int(length_text)
+        length = _NUMBERS.get(length_text)
+        if length is None:
+            length = _number(length_text)
         if length > len(body):
             raise _Unusual
         typed["content-length"] = length
@@ -421,6 +424,22 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
     msg.headers = headers
     msg.body = body
     return msg
+
+
+#: digit strings seen (Max-Forwards, Content-Length values) -> their value; bounded
+_NUMBERS: dict[str, int] = {}
+
+
+def _number(text: str) -> int:
+    """int(text) of a [0-9]+ text (remembered), else _Unusual."""
+    if not _NUMBER_RE.match(text):
+        raise _Unusual
+    number = int(text)
+    if len(text) <= 12:
+        if len(_NUMBERS) >= 1024:
+            _NUMBERS.clear()
+        _NUMBERS[text] = number
+    return number
 
 
 def _start_line(start: str) -> tuple[str, str, str] | tuple[str, int, str] | None:
