@@ -32,6 +32,10 @@ from pbxd.errors import ConfigError
 __all__ = ["CompiledStep", "Dialplan", "Match"]
 
 
+ROUTE_CACHE_SIZE = 4096
+"""How many (context, number) answers :meth:`Dialplan.route` remembers at most."""
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledStep:
     """One step bound to its application; ``key`` names it (``dialplan.default[0].do[1]``)."""
@@ -68,6 +72,7 @@ class Dialplan:
 
     def __init__(self, contexts: Mapping[str, _Context]) -> None:
         self._contexts = MappingProxyType(dict(contexts))
+        self._routes: dict[tuple[str, str], Match | None] = {}  # route()'s answers
 
     @property
     def contexts(self) -> tuple[str, ...]:
@@ -103,8 +108,22 @@ class Dialplan:
         return cls(compiled)
 
     def route(self, context: str, number: str) -> Match | None:
-        """The rule ``number`` runs in ``context``, or None (a 404)."""
-        return self._route(context, number, set())
+        """The rule ``number`` runs in ``context``, or None (a 404).
+
+        Answers are remembered (the dialplan never changes; a call asks twice: the
+        manager to answer 404 early, the runner to run it), in a table emptied when it
+        holds :data:`ROUTE_CACHE_SIZE` numbers, so odd numbers cannot grow it."""
+        key = (context, number)
+        try:
+            return self._routes[key]
+        except KeyError:
+            pass
+        found = self._route(context, number, set())
+        routes = self._routes
+        if len(routes) >= ROUTE_CACHE_SIZE:
+            routes.clear()
+        routes[key] = found
+        return found
 
     def _route(self, context: str, number: str, seen: set[str]) -> Match | None:
         ctx = self._contexts.get(context)

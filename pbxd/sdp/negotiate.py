@@ -69,7 +69,8 @@ def _is_usable_audio(media: MediaDescription) -> bool:
 def audio_stream(sd: SessionDescription) -> MediaDescription | None:
     """The first active (port != 0) RTP/AVP audio stream, or None."""
     for m in sd.media:  # _is_usable_audio, inlined: this runs a dozen times per call
-        if m.media == "audio" and m.port != 0 and m.proto.upper() == "RTP/AVP":
+        if m.media == "audio" and m.port != 0 and (m.proto == "RTP/AVP"
+                                                     or m.proto.upper() == "RTP/AVP"):
             return m
     return None
 
@@ -122,9 +123,11 @@ def _choose(offered: MediaDescription, supported: Iterable[tuple[str, int]],
     if rtpmap is None:
         rtpmap = offered.rtpmap
     chosen: list[int] = []
+    lowered = [(pt, name.lower(), rate) for pt, (name, rate, _channels) in rtpmap.items()]
     for encoding, clock in supported:
-        for pt, (name, rate, _channels) in rtpmap.items():
-            if name.lower() == encoding.lower() and rate == clock and pt not in chosen:
+        wanted = encoding.lower()
+        for pt, name, rate in lowered:
+            if name == wanted and rate == clock and pt not in chosen:
                 chosen.append(pt)
                 break
     return chosen
