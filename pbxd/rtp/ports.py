@@ -58,6 +58,8 @@ class QuietUDPPort(udp.Port):
         try:  # non-blocking (and close-on-exec) from the start: no fcntl calls after
             skt = socket.socket(self.addressFamily,
                                 self.socketType | _SOCKET_FLAGS)
+            if not _SOCKET_FLAGS & getattr(socket, "SOCK_NONBLOCK", 0):  # not Linux
+                skt.setblocking(False)
             skt.bind((self.interface, self.port))
         except OSError as le:
             raise CannotListenError(self.interface, self.port, le) from le
