@@ -194,7 +194,11 @@ class Headers:
         values = [v for k, _, v in self.entries if k == key]
         if values and key in LIST_HEADERS:
             if len(values) == 1:
-                return split_list(values[0])
+                value = values[0]
+                if "," not in value:  # split_list of it
+                    value = value.strip()
+                    return [value] if value else []
+                return split_list(value)
             out: list[str] = []
             for v in values:
                 out.extend(split_list(v))

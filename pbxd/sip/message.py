@@ -21,7 +21,16 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pbxd.errors import SIPParseError
-from pbxd.sip.headers import _RENDERED, Headers, canonical_name, split_list
+from pbxd.sip.headers import (
+    _KEYS,
+    _NAMES,
+    _RENDERED,
+    LIST_HEADERS,
+    Headers,
+    canonical_name,
+    header_key,
+    split_list,
+)
 from pbxd.sip.uri import URI, CSeq, NameAddr, Via
 
 __all__ = ["Message", "Request", "Response", "make_response", "REASONS", "URI", "NameAddr", "Via", "CSeq"]
@@ -84,13 +93,32 @@ class Message:
         self.version: str = version
 
     # -- raw access --------------------------------------------------------
+    # get and getall do what Headers.get/getall do, the usual cases without the extra call
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """First value of ``name`` or ``default``; see :meth:`Headers.get`."""
-        return self.headers.get(name, default)
+        h = self.headers
+        key = _KEYS.get(name) or header_key(name)
+        if key in h.live or key in LIST_HEADERS:
+            return h.get(name, default)
+        for k, _, v in h.entries:
+            if k == key:
+                return v
+        return default
 
     def getall(self, name: str) -> list[str]:
         """All values of ``name``; list headers split on commas."""
-        return self.headers.getall(name)
+        h = self.headers
+        key = _KEYS.get(name) or header_key(name)
+        if key in h.live:
+            return h._rendered(key)
+        values = [v for k, _, v in h.entries if k == key]
+        if values and key in LIST_HEADERS:
+            if len(values) == 1 and "," not in values[0]:  # split_list of it
+                value = values[0].strip()
+                return [value] if value else []
+            return h.getall(name)
+        return values
 
     def set(self, name: str, value: Any) -> None:
         """Replace all ``name`` headers with ``value`` (drops the typed cache)."""
@@ -98,7 +126,15 @@ class Message:
 
     def add(self, name: str, value: Any, first: bool = False) -> None:
         """Add a ``name`` header, after (or with ``first`` before) the existing ones."""
-        self.headers.add(name, value, first)
+        h = self.headers
+        key = _KEYS.get(name) or header_key(name)
+        if first or key in h.live or key in h.typed:
+            h.add(name, value, first)
+            return
+        # Headers.add of a header with no typed value, at the end, without the extra call
+        h.checked = False
+        h.entries.append((key, _NAMES.get(name) or canonical_name(name),
+                          value if type(value) is str else str(value)))
 
     def remove(self, name: str) -> None:
         """Remove every ``name`` header."""
