@@ -395,8 +395,13 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
                 typed[key] = number
     if vias:
         typed["via"] = vias
-    if contacts is not None and not (len(contacts) == 1 and contacts[0] == "*"):
-        typed["contact"] = [NameAddr.parse(c) for v in contacts for c in split_list(v)]
+    if contacts is not None:
+        if len(contacts) == 1 and "," not in contacts[0]:  # split_list of it, inline
+            if contacts[0] != "*":
+                contact = contacts[0].strip()
+                typed["contact"] = [NameAddr.parse(contact)] if contact else []
+        else:
+            typed["contact"] = [NameAddr.parse(c) for v in contacts for c in split_list(v)]
     if length_text is not None:
         length = _NUMBERS.get(length_text)
         if length is None:

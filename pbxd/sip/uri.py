@@ -95,6 +95,11 @@ def _canonical_params(text: str) -> tuple[dict[str, str | None], bool]:
                 canonical = False
             params[low] = value if eq else None
         return params, canonical and len(params) == len(items)
+    if text.find(";", 1) < 0:  # one parameter
+        name, eq, value = text[1:].partition("=")
+        low = name.lower()
+        params[low] = value if eq else None
+        return params, low == name
     parts = text[1:].split(";")
     for part in parts:
         name, eq, value = part.partition("=")
