@@ -315,20 +315,6 @@ class Message:
         """The wire form; Content-Length is written from ``len(body)``."""
         h = self.headers
         body = self.body
-        if not h.live:  # every line as stored: the loop below in one comprehension
-            lines: list[str | None] = [
-                None if key == "content-length" else f"{name}: {value}" if value else f"{name}:"
-                for key, name, value in h.entries
-            ]
-            length = f"Content-Length: {len(body)}"
-            if None in lines:  # at the first Content-Length line
-                lines[lines.index(None)] = length
-                if None in lines:
-                    lines = [line for line in lines if line is not None]
-            else:
-                lines.append(length)
-            text = "\r\n".join(lines)  # type: ignore[arg-type]
-            return (f"{self.start_line()}\r\n{text}\r\n\r\n").encode("utf-8", "surrogateescape") + body
         out = [self.start_line()]
         append = out.append
         placed = False
@@ -339,15 +325,15 @@ class Message:
                 if not placed:
                     append(f"Content-Length: {len(body)}")
                     placed = True
-            elif key in live:
+            elif live and key in live:
                 if key not in done:
                     done.add(key)
                     out += [f"{name}: {v}" for v in h._rendered(key)]
             else:
-                append(f"{name}: {value}" if value else f"{name}:")
+                append(name + ": " + value if value else name + ":")
         if not placed:
-            out.append(f"Content-Length: {len(body)}")
-        out.append("\r\n")
+            append(f"Content-Length: {len(body)}")
+        append("\r\n")
         return "\r\n".join(out).encode("utf-8", "surrogateescape") + body
 
     def __bytes__(self) -> bytes:
