@@ -96,8 +96,11 @@ def test_mutated_messages_parse_the_same_both_ways(data: bytes) -> None:
 def _check_outcome(msg: Any) -> Any:
     from pbxd.sip.validation import check_request
 
-    response = check_request(msg, supported=("path",), served_methods=("INVITE", "ACK", "BYE"),
-                             to_tag="t")
+    try:
+        response = check_request(msg, supported=("path",), served_methods=("INVITE", "ACK", "BYE"),
+                                 to_tag="t")
+    except SIPParseError as e:  # a Require with an unbalanced quote (as before)
+        return ("raised", e.reason)
     return None if response is None else (response.status, response.reason, response.serialize())
 
 
@@ -112,6 +115,7 @@ def _checked_same(data: bytes) -> None:
         return
     assert msg.headers.checked
     fast = _check_outcome(msg)
+    msg = parser.parse_message(data)  # afresh: check_request may leave typed values live
     msg.headers.checked = False
     assert _check_outcome(msg) == fast
 
