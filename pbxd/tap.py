@@ -57,14 +57,29 @@ def makeService(options: Options) -> Any:
     return service
 
 
+#: Full (generation 2) collections only after this many generation-1 collections
+#: (CPython's default is 10). See :func:`freeze_startup_objects`.
+FULL_COLLECTION_THRESHOLD = 1000
+
+
 def freeze_startup_objects() -> None:
     """Move every object alive now (modules, configuration, the built server) to the
-    garbage collector's permanent generation.
+    garbage collector's permanent generation, and make full collections rare.
 
-    They live as long as the process, yet each full collection would walk them all
-    again: under call load that was about a tenth of pbxd's CPU time.
+    The startup objects live as long as the process, yet each full collection would
+    walk them all again: under call load that was about a tenth of pbxd's CPU time.
+    Under load the live set is large for another reason too: every transaction is
+    kept for Timer J/K/L/M (32 s on UDP) and every binding for its expiry, so a full
+    collection walks hundreds of thousands of objects, and with CPython's default
+    thresholds one ran every few seconds: 35-45 % of the CPU of a digest REGISTER at
+    400/s (``bench/stack.py``, 4,000 registrations, GC on vs off). pbxd's hot paths
+    leave no cyclic garbage (``tests/test_calls_gc.py``), so young collections, which
+    still run as usual, free what little there is; a full collection still runs, 100
+    times more rarely than by default.
     """
     import gc
 
     gc.collect()
     gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_THRESHOLD)

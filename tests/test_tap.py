@@ -177,3 +177,18 @@ extensions:"""))
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert path in err and "sip.tls.certificate" in err
+
+
+def test_startup_objects_are_frozen_and_full_collections_made_rare():
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)  # CPython's defaults
+        tap.freeze_startup_objects()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (700, 10, tap.FULL_COLLECTION_THRESHOLD)
+        assert tap.FULL_COLLECTION_THRESHOLD >= 100 * 10
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
