@@ -48,6 +48,7 @@ from pbxd.config import load_config  # noqa: E402
 from pbxd.service import make_service  # noqa: E402
 from pbxd.store.db import Database  # noqa: E402
 from pbxd.store.testing import SynchronousConnectionPool  # noqa: E402
+from pbxd.tap import freeze_startup_objects  # noqa: E402
 
 FIRST = 20000
 _BRANCHES = itertools.count(1)
@@ -153,6 +154,7 @@ def build(workdir: Path, count: int) -> tuple[Reactor, Any, FakePort]:
     pool.connection.execute("PRAGMA synchronous=OFF")
     database = Database(pool)
     top = make_service(load_config(str(path)), reactor, database=database)
+    freeze_startup_objects()  # as twistd pbx does once the server is built
     top.startService()
     reactor.advance(0.1)
     sip = next(p for p in reactor.ports if p.port == 5060)
