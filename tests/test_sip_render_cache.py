@@ -236,3 +236,17 @@ def test_parse_caches_give_independent_objects() -> None:
         URI.parse("sip:a@h:70000")
     with pytest.raises(SIPParseError):
         URI.parse("sip:a@h:70000")  # errors are never cached
+
+
+@pytest.mark.parametrize("to", ["<sip:1001@127.0.0.1>", 'Bob <sip:b@H>;x=1', "<sip:a@h>;tag", "sip:a@h"])
+def test_make_response_to_a_request_whose_to_was_read_adds_the_tag_to_its_rendering(to: str) -> None:
+    from pbxd.sip.message import make_response
+
+    data = sipmessages.INVITE_SDP.replace(b'To: "Bob" <sip:1001@127.0.0.1>', b"To: " + to.encode())
+    read = parse_message(data)
+    value = read.to
+    assert value is not None
+    tagged = value.copy()
+    tagged.params["tag"] = "abc"
+    assert make_response(read, 180, to_tag="abc").get("To") == str(tagged)
+    assert make_response(read, 100, to_tag="abc").get("To") == str(value)

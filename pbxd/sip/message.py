@@ -498,6 +498,7 @@ def make_response(
     to_values = found.get("to")
     if to_values:
         if to_tag and status > 100:
+            rendered = "to" in live  # then to_values[0] is str(request.to) already
             try:
                 to = request.to
             except SIPParseError:
@@ -505,7 +506,11 @@ def make_response(
             if to is None:
                 to_values[0] = ("to", "To", f"{to_values[0][2]};tag={to_tag}")
             elif to.tag is None:
-                to_values[0] = ("to", "To", to.with_tag(to_tag))
+                if rendered and "tag" not in to.params and to.uri.scheme.islower():
+                    # NameAddr.with_tag without rendering To a second time
+                    to_values[0] = ("to", "To", f"{to_values[0][2]};tag={to_tag}")
+                else:
+                    to_values[0] = ("to", "To", to.with_tag(to_tag))
         entries += to_values
     if "call-id" in found:
         entries += found["call-id"]
