@@ -24,6 +24,8 @@ from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pbxd.store.db import CommitWindow
+
 BUSY_STATUSES = frozenset({486, 600, 603})
 NO_ANSWER_STATUSES = frozenset({408, 480})
 
@@ -91,21 +93,26 @@ class CDRWriter:
 
     Group commit: when the store has ``write_many``, CDRs of calls that end while a
     write is in flight wait for it and then go together in one transaction (one
-    commit and one fsync for many calls under load; at once when idle). Each
-    :meth:`write` Deferred still fires only once its CDR is committed, and
-    :meth:`flush` waits for the queued ones as well as those being written.
+    commit and one fsync for many calls under load; at once when idle). With a
+    ``clock``, the store's database ``commit_delay`` also spaces the transactions
+    (:class:`pbxd.store.db.CommitWindow`): under a steady call rate one transaction
+    gathers the CDRs of a window. Each :meth:`write` Deferred still fires only once its
+    CDR is committed, and :meth:`flush` waits for the queued ones as well as those
+    being written (and starts a waiting group at once).
     """
 
     log = Logger()
     metrics: Any = None  # a pbxd.web.metrics.Metrics (call_ended, rtp), set by composition
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, clock: Any = None) -> None:
         self.store = store
         self.pending: set[Deferred] = set()
         self.written = 0
         self.failed = 0
         self._queued: list[tuple[dict[str, Any], Deferred]] = []
         self._writing = False
+        delay = getattr(getattr(store, "database", None), "commit_delay", 0.0)
+        self._window = CommitWindow(clock, delay if clock is not None else 0.0)
 
     def write(self, record: dict[str, Any]) -> Deferred:
         """Start writing ``record``; the Deferred never fails (errors are logged)."""
@@ -117,8 +124,8 @@ class CDRWriter:
         if hasattr(self.store, "write_many"):
             d: Deferred = Deferred()
             self._queued.append((record, d))
-            if not self._writing:
-                self._flush_queue()
+            if not self._writing and self._window.timer is None:
+                self._window.run(self._flush_queue)
         else:
             try:
                 d = self.store.write(record)
@@ -157,9 +164,10 @@ class CDRWriter:
                 d.errback(outcome)
             else:
                 d.callback(outcome)
-        if self._queued and not self._writing:
-            self._flush_queue()
+        if self._queued and not self._writing and self._window.timer is None:
+            self._window.run(self._flush_queue)
 
     def flush(self) -> Deferred:
         """Fire once every write started so far has finished."""
+        self._window.now(self._flush_queue)  # (shutdown: nothing waits for the window)
         return DeferredList(list(self.pending), consumeErrors=True)

@@ -71,7 +71,7 @@ class CallManager(Service):
         self.transactions = transactions
         self.location = location
         self.router = router
-        self.cdrs = CDRWriter(cdr_store)
+        self.cdrs = CDRWriter(cdr_store, deps.clock)
         self.rtp_timeout = rtp_timeout
         self.check_interval = check_interval
         self.calls: dict[str, Any] = {}  # Call (router) or Session (dialplan)

@@ -103,6 +103,47 @@ def make_pool(url: str, reactor: Any = None) -> Any:
     return adbapi.ConnectionPool("sqlite3", path, **kwargs)
 
 
+class CommitWindow:
+    """When the next group commit of a store may start (the stores that group writes:
+    location bindings, CDRs).
+
+    ``run(flush)`` calls ``flush()`` at once when no group started within the last
+    ``delay`` seconds (an idle store writes immediately), otherwise when ``delay`` has
+    passed since the previous group started, so that under a steady load one
+    transaction gathers the writes of a window: at most ``1/delay`` commits a second,
+    each write waiting at most ``delay`` longer than it would without. ``delay`` 0
+    always flushes at once. While a flush is scheduled, :attr:`timer` is set.
+    """
+
+    def __init__(self, clock: Any, delay: float) -> None:
+        self.clock = clock
+        self.delay = delay or 0.0
+        self.timer: Any = None
+        self._started: float | None = None
+
+    def run(self, flush: Callable[[], Any]) -> None:
+        """Call ``flush()`` now or once the window allows."""
+        delay = self.delay
+        if delay > 0.0 and self._started is not None:
+            wait = self._started + delay - self.clock.seconds()
+            if wait > 0.0:  # (never more than delay: the wall clock may have gone back)
+                self.timer = self.clock.callLater(min(wait, delay), self._fire, flush)
+                return
+        self._fire(flush)
+
+    def now(self, flush: Callable[[], Any]) -> None:
+        """Cancel a scheduled flush and run it at once (e.g. before a read)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self._fire(flush)
+
+    def _fire(self, flush: Callable[[], Any]) -> None:
+        self.timer = None
+        if self.delay > 0.0:
+            self._started = self.clock.seconds()
+        flush()
+
+
 class Database:
     """The shared database handle: one pool, schema versions per component.
 

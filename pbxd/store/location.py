@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pbxd.interfaces import ILocationStore
-from pbxd.store.db import Database
+from pbxd.store.db import CommitWindow, Database
 
 RECORD_FIELDS = (
     "aor",
@@ -127,8 +127,7 @@ class SQLiteLocationStore:
         self._ops: list[_Op] = []
         self._waiting: list[Deferred] = []
         self._writing = False
-        self._timer: Any = None
-        self._started: float | None = None
+        self._window = CommitWindow(clock, self.commit_delay)
 
     def prepare(self) -> Deferred:
         """Create or migrate the table; fires with the store itself."""
@@ -138,9 +137,7 @@ class SQLiteLocationStore:
 
     def load(self) -> Deferred:
         """Fire with the stored, unexpired binding records; expired rows are deleted."""
-        if self._timer is not None:  # writes made before the load are seen by it
-            self._timer.cancel()
-            self._flush()
+        self._window.now(self._flush)  # writes made before the load are seen by it
         return self.database.run(self._load, self.clock.seconds())
 
     def _load(self, txn: Any, now: float) -> list[dict[str, Any]]:
@@ -191,26 +188,14 @@ class SQLiteLocationStore:
         d: Deferred = Deferred()
         self._ops.append(op)
         self._waiting.append(d)
-        if not self._writing and self._timer is None:
-            self._start()
+        if not self._writing and self._window.timer is None:
+            self._window.run(self._flush)
         return d
 
-    def _start(self) -> None:
-        delay = self.commit_delay
-        if delay > 0.0 and self._started is not None:
-            wait = self._started + delay - self.clock.seconds()
-            if wait > 0.0:  # (never more than delay: the wall clock may have gone back)
-                self._timer = self.clock.callLater(min(wait, delay), self._flush)
-                return
-        self._flush()
-
     def _flush(self) -> None:
-        self._timer = None
         ops, waiting = self._ops, self._waiting
         self._ops, self._waiting = [], []
         self._writing = True
-        if self.commit_delay > 0.0:
-            self._started = self.clock.seconds()
         done = self.database.run(self._replace_batch, ops)
         done.addBoth(self._flushed, waiting)
 
@@ -222,8 +207,8 @@ class SQLiteLocationStore:
         else:
             for d in waiting:
                 d.callback(None)
-        if self._ops and not self._writing and self._timer is None:
-            self._start()
+        if self._ops and not self._writing and self._window.timer is None:
+            self._window.run(self._flush)
 
     @staticmethod
     def _replace_batch(txn: Any, ops: list[_Op]) -> None:
