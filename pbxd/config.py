@@ -338,13 +338,17 @@ def _security(value: Any) -> SecurityConfig:
 def _store(value: Any, state_dir: str) -> StoreConfig:
     s = v.Section(value, "store", _keys(StoreConfig))
     url = s.get("url", v.string, StoreConfig().url)
+    window = s.get("commit_window", v.duration, StoreConfig().commit_window, positive=False)
+    if window > 1.0:
+        raise ConfigError("store.commit_window",
+                          f"{window:g}s is too long: a REGISTER's 200 OK waits up to this (max 1s)")
     if url.startswith("sqlite:"):
         file = url[len("sqlite:") :]
         if not file:
             raise ConfigError("store.url", "sqlite: needs a file name (sqlite:pbxd.sqlite)")
         if file != ":memory:":
             file = v.path(file, "store.url", base_dir=state_dir)
-        return StoreConfig(f"sqlite:{file}")
+        return StoreConfig(f"sqlite:{file}", window)
     if re.match(r"postgres(ql)?://", url):
         raise ConfigError("store.url", "PostgreSQL is not supported by this version;"
                           " use sqlite:PATH (the default)")

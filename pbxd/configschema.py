@@ -275,6 +275,7 @@ class StoreConfig:
     """``store:`` the database. After parsing, a SQLite URL holds an absolute path."""
 
     url: str = "sqlite:pbxd.sqlite"
+    commit_window: float = 0.02  # s between group commits under load; 0: each at once
 
     @property
     def kind(self) -> str:

@@ -227,7 +227,8 @@ class Stores:
 def build_stores(config: Config, reactor: Any, database: Any = None) -> Stores:
     """Open ``store.url`` (SQLite by default) and the stores kept in it."""
     if database is None:
-        database = open_database(config.store.url, reactor)
+        database = open_database(config.store.url, reactor,
+                                 commit_delay=config.store.commit_window)
     extensions = SQLiteExtensionStore(
         database, ConfigExtensionStore(config.extensions),
         realm=config.pbx.realm, contexts=config.dialplan.keys(),

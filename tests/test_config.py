@@ -84,6 +84,9 @@ def test_empty_sections_count_as_empty_mappings():
 # --------------------------------------------------------------------------
 
 BAD = [
+    ({"store": {"commit_window": "2s"}}, "store.commit_window", "too long"),
+    ({"store": {"commit_window": -1}}, "store.commit_window", ""),
+    ({"store": {"commit_window": "soon"}}, "store.commit_window", ""),
     ({"bogus": 1}, "bogus", "unknown key"),
     ({"pbx": {"relm": "x"}}, "pbx.relm", "did you mean 'realm'"),
     ([1, 2], "(top level)", "expected a mapping"),
@@ -348,6 +351,12 @@ def test_admin_listen_null_disables_admin():
 def test_store_sqlite_memory_is_not_resolved():
     store = parse_config({"store": {"url": "sqlite::memory:"}}).store
     assert store.sqlite_path == ":memory:"
+
+
+def test_store_commit_window_defaults_to_20ms_and_takes_durations():
+    assert parse_config({}).store.commit_window == 0.02
+    assert parse_config({"store": {"commit_window": "5ms"}}).store.commit_window == 0.005
+    assert parse_config({"store": {"commit_window": 0}}).store.commit_window == 0.0
 
 
 def test_plugins_are_kept_in_order():

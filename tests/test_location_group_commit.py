@@ -198,3 +198,18 @@ def test_a_wall_clock_set_back_delays_a_write_no_more_than_the_window(tmp_path):
     assert done == []
     clock.advance(0.01)
     assert done == [None]
+
+
+def test_store_commit_window_from_the_configuration_reaches_the_database(tmp_path):
+    from twisted.internet.testing import MemoryReactorClock
+
+    from pbxd.config import parse_config
+    from pbxd.service import build_stores
+
+    config = parse_config({"pbx": {"state_dir": str(tmp_path)},
+                           "store": {"commit_window": "5ms"}})
+    stores = build_stores(config, MemoryReactorClock())
+    try:
+        assert stores.database.commit_delay == 0.005
+    finally:
+        stores.database.close()

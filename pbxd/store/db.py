@@ -35,12 +35,14 @@ from pbxd.errors import ConfigError
 #: adbapi Transaction (a cursor proxy with ``execute``/``fetchall``...).
 Migration = Sequence[str] | Callable[[Any], None]
 
-#: Group commit of the location store (see SQLiteLocationStore): the shortest time, in
-#: seconds, from the start of one write transaction to the start of the next, on the
-#: database :func:`open_database` opens. A write to a store idle that long starts at
-#: once (writes spaced more than this apart never wait); under a steady load a transaction gathers the writes of up to this long (at 400 REGISTER/s
-#: about eight per commit instead of one or two: each commit costs an fsync and a
-#: thread round trip, ~300-500 us of CPU), and a 200 OK waits at most this much longer.
+#: Group commit of the location and CDR stores (:class:`CommitWindow`): the shortest
+#: time, in seconds, from the start of one write transaction to the start of the next,
+#: on the database :func:`open_database` opens (``store.commit_window`` in the
+#: configuration). A write to a store idle that long starts at once (writes spaced more
+#: than this apart never wait); under a steady load a transaction gathers the writes of
+#: up to this long (at 400 REGISTER/s about eight per commit instead of one or two:
+#: each commit costs an fsync and a thread round trip, ~300-500 us of CPU), and a 200
+#: OK waits at most this much longer.
 DEFAULT_COMMIT_DELAY = 0.02
 
 _SCHEMA_VERSION_TABLE = (
