@@ -26,7 +26,7 @@ from pbxd.sdp.negotiate import (
     telephone_event_pt,
 )
 from pbxd.sdp.session import Origin, SDPParseError, SessionDescription
-from pbxd.sip.dialog import random_below
+from pbxd.sip.tokens import random_below
 
 SDP = "application/sdp"
 

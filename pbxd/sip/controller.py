@@ -31,8 +31,8 @@ from zope.interface import implementer
 
 from pbxd.interfaces import ISIPMessageReceiver
 from pbxd.sip.message import make_response
+from pbxd.sip.tokens import random_hex
 from pbxd.sip.transaction import response_address
-from pbxd.sip.transaction.common import random_hex
 from pbxd.sip.validation import check_request, stamp_via
 
 #: Methods the PBX offers when every part is configured (the Allow header).
@@ -50,7 +50,7 @@ Address = tuple[str, int]
 
 def new_tag() -> str:
     """A random To tag for responses we make ourselves (48 random bits, RFC 3261 §19.3)."""
-    return random_hex(6)
+    return random_hex(12)
 
 
 @implementer(ISIPMessageReceiver)

@@ -40,8 +40,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pbxd import debuglog
-from pbxd.sip.dialog import random_hex
 from pbxd.sip.message import make_response
+from pbxd.sip.tokens import random_hex
 
 _DATE: list[Any] = [None, ""]  # (second, its RFC 1123 date): one formatdate per second
 

@@ -5,7 +5,6 @@ bookkeeping, sending that never raises, and the RFC 3261 §18.2.2 response addre
 from __future__ import annotations
 
 import enum
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -13,6 +12,7 @@ from typing import Any, Protocol
 from twisted.logger import Logger
 
 from pbxd import debuglog
+from pbxd.sip.tokens import random_hex
 
 MAGIC_COOKIE = "z9hG4bK"
 """RFC 3261 §8.1.1.7: branches starting with this are globally unique."""
@@ -74,33 +74,9 @@ class Timers:
         return 64 * self.t1
 
 
-class _RandomHex:
-    """Hex strings from the OS CSPRNG, read 4 KiB at a time: a tag or branch per
-    message without a ``getrandom`` system call per message."""
-
-    __slots__ = ("_buffer", "_pos")
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._pos = 0
-
-    def __call__(self, nbytes: int) -> str:
-        pos = self._pos
-        end = pos + nbytes
-        if end > len(self._buffer):
-            self._buffer = secrets.token_bytes(4096)
-            pos, end = 0, nbytes
-        self._pos = end
-        return self._buffer[pos:end].hex()
-
-
-random_hex = _RandomHex()
-"""``random_hex(n)``: ``n`` cryptographically random bytes as ``2n`` hex digits."""
-
-
 def new_branch() -> str:
     """A fresh RFC 3261 branch parameter for the top Via of a new client transaction."""
-    return MAGIC_COOKIE + random_hex(8)
+    return MAGIC_COOKIE + random_hex(16)
 
 
 def _default_port(via: Any) -> int:
