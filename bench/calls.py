@@ -15,7 +15,7 @@ invocation, is SIPp's UAC calling the SIPp UAS directly (no pbxd), whose
 SIPp-side CPU is not comparable, so the reference figure is its sustained
 rate and the ratio compares sustained rates.
 
-Usage: ``python bench/calls.py [--rates 50,100,200,400] [--seconds 10] [--no-write]``.
+Usage: ``python bench/calls.py [--rates 100,200,300] [--seconds 10] [--no-write]``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def run_rate(target: str, workdir: Path, rate: int, seconds: int, hold: int, inf
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rates", default="50,100,200,400")
+    parser.add_argument("--rates", default="100,200,300")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--hold", type=int, default=500, help="ms each call stays up")
     parser.add_argument("--no-write", action="store_true")

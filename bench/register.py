@@ -16,7 +16,7 @@ of the serving process (utime+stime from /proc/PID/stat before and after the SIP
 the ratio of pbxd's CPU cost per registration to the reference's. Rewrites its section of
 docs/performance.md between the markers.
 
-Usage: ``python bench/register.py [--count 5000] [--rate 1000] [--no-write]``
+Usage: ``python bench/register.py [--count 12000] [--rate 1200] [--no-write]``
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def row(label: str, run: SippRun, cpu: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=5000, help="extensions to register")
-    parser.add_argument("--rate", type=float, default=400, help="registrations offered per s")
+    parser.add_argument("--count", type=int, default=12000, help="extensions to register")
+    parser.add_argument("--rate", type=float, default=1200, help="registrations offered per s")
     parser.add_argument("--limit", type=int, default=200, help="registrations in flight (-l)")
     parser.add_argument("--no-write", action="store_true", help="do not edit performance.md")
     args = parser.parse_args()
