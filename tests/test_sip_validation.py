@@ -63,6 +63,12 @@ def test_sips_and_tel_are_accepted(scheme_uri):
     assert check(req(GOOD.replace("sip:pbx.example.org SIP", f"{scheme_uri} SIP"))) is None
 
 
+def test_require_with_an_unterminated_quote_is_400_not_an_exception():
+    text = GOOD.replace("Max-Forwards", 'Require: "path, foo\r\nMax-Forwards')
+    response = check(req(text))
+    assert response.status == 400 and "Require" in response.reason
+
+
 def test_unknown_require_is_420_listing_only_unknown_tags():
     text = GOOD.replace("Max-Forwards", "Require: path, foo, Bar\r\nMax-Forwards")
     response = check(req(text))

@@ -94,7 +94,10 @@ def check_request(
     if scheme not in SCHEMES:
         return make_response(416, "Unsupported URI Scheme")
     if method not in ("ACK", "CANCEL"):
-        unsupported = unsupported_options(request, supported)
+        try:
+            unsupported = unsupported_options(request, supported)
+        except _PARSE_ERRORS:  # e.g. an unterminated quoted string in Require
+            return make_response(400, "Malformed Require")
         if unsupported:
             response = make_response(420, "Bad Extension")
             response.set("Unsupported", ", ".join(unsupported))
