@@ -31,21 +31,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import write_section  # noqa: E402
+from common import cpu_seconds, write_section  # noqa: E402
 
 from tests.integration.harness import EXTENSIONS, PbxServer, ServerError  # noqa: E402
 from tests.integration.ports import free_port, free_port_range  # noqa: E402
 from tests.integration.sipp import SippProcess, run_sipp, users_inf  # noqa: E402
 
 SCENARIOS = ROOT / "tests" / "integration" / "scenarios"
-TICKS = os.sysconf("SC_CLK_TCK")
 TARGET = 600  # completed calls per CPU-second of pbxd (issue 4)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` in seconds (fields 14 and 15 of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def run_rate(target: str, workdir: Path, rate: int, seconds: int, hold: int, inf: Path,

@@ -72,15 +72,14 @@ def _send_host(host: str, family: int) -> str | None:
     """``host`` as ``sendto`` wants it on a socket of ``family``, or None when it is
     not an IP literal that socket can reach (hostnames never reach ``sendto``: it
     would resolve them with a blocking lookup)."""
+    host = normalize_host(host)
     try:
-        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        version = ipaddress.ip_address(host).version
     except ValueError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
     if family == socket.AF_INET6:
-        return str(ip) if ip.version == 6 else "::ffff:" + str(ip)
-    return str(ip) if ip.version == 4 else None
+        return host if version == 6 else "::ffff:" + host
+    return host if version == 4 else None
 
 
 def _sendto(sock: Any, data: bytes, address: Address) -> None:
