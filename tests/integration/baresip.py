@@ -65,9 +65,7 @@ class Baresip:
         self.regint = regint if server else 0
         self.account_params = account_params
         self.extra_config = extra_config
-        self.sip_port = free_port()
-        self.ctrl_port = free_port()
-        self.rtp_range = free_port_range(10)
+        self._pick_ports()
         self.proc: subprocess.Popen | None = None
         self.events: list[dict] = []
         self.responses: list[dict] = []
@@ -125,8 +123,33 @@ class Baresip:
         (self.workdir / "accounts").write_text(self.account_line() + "\n")
         (self.workdir / "contacts").write_text("")
 
+    def _pick_ports(self) -> None:
+        # baresip listens on sip_listen for UDP/TCP and on the next port for TLS:
+        # both must be free, so take them as a pair
+        self.sip_port = free_port_range(2)[0]
+        self.ctrl_port = free_port()
+        self.rtp_range = free_port_range(10)
+
     # -- process -------------------------------------------------------------------
-    def start(self, deadline: float = 10.0) -> Baresip:
+    def start(self, deadline: float = 10.0, attempts: int = 3) -> Baresip:
+        """Start baresip; when a port was taken between choosing and binding it (another
+        process's ephemeral port), start again on fresh ports, at most ``attempts`` times."""
+        for attempt in range(attempts):
+            try:
+                return self._start(deadline)
+            except RuntimeError as e:
+                if "Address already in use" not in str(e) or attempt == attempts - 1:
+                    raise
+                self._close_log()
+                self._pick_ports()
+        raise AssertionError("unreachable")
+
+    def _close_log(self) -> None:
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.close()
+
+    def _start(self, deadline: float) -> Baresip:
         binary = shutil.which("baresip")
         if binary is None:
             raise RuntimeError("baresip is not installed (Debian package baresip)")
