@@ -15,12 +15,22 @@ Every transport hands its messages to one :class:`SIPController`
 8. anything else is authenticated when it starts something (out of dialog,
    INVITE) and given to the :class:`~pbxd.interfaces.IRequestHandler`.
 
+A request that will only be challenged (it needs authentication, carries no
+credentials, has no To tag and passes every check before authentication) is
+answered *statelessly* (RFC 3261 §8.2.7), as Kamailio's ``sl_send_reply``
+does: the 401/407 goes out without a server transaction, with a To tag that
+is a keyed hash of the request's transaction identifiers
+(:func:`stateless_tag`), so a retransmission of the request gets a fresh
+challenge under the same tag and the ACK of a 407 is recognised and dropped.
+
 Nothing raises out of here: a failure in an upper layer is logged and the
 request gets a 500.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +39,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pbxd import debuglog
 from pbxd.interfaces import ISIPMessageReceiver
 from pbxd.sip.message import make_response
 from pbxd.sip.tokens import random_hex
@@ -51,6 +62,36 @@ Address = tuple[str, int]
 def new_tag() -> str:
     """A random To tag for responses we make ourselves (48 random bits, RFC 3261 §19.3)."""
     return random_hex(12)
+
+
+#: The To tags of stateless challenges start with this (random tags are hex digits only).
+STATELESS_TAG_PREFIX = "sl-"
+#: The keyed hash of :func:`stateless_tag`, its key drawn once per process (copied per use:
+#: a copy skips hashing the key block again).
+_STATELESS_MAC = hashlib.blake2b(digest_size=8, key=os.urandom(32))
+
+
+def stateless_tag(message: Any) -> str:
+    """The To tag of a stateless response to ``message`` (RFC 3261 §8.2.7).
+
+    ``sl-`` and a 64-bit keyed BLAKE2b of the top Via branch, Call-ID, From tag
+    and CSeq number: the same for every retransmission of a request and for the
+    ACK of a non-2xx answer to an INVITE (which repeats all four, §17.1.1.3),
+    different for every other request, and not computable without the key.
+    Raises what the header accessors raise for a message whose headers do not parse.
+    """
+    via = message.top_via
+    from_ = message.from_
+    cseq = message.cseq
+    seed = (f"{via.branch if via is not None else ''}\0{message.call_id}\0"
+            f"{from_.tag if from_ is not None else ''}\0{cseq.seq if cseq is not None else ''}")
+    mac = _STATELESS_MAC.copy()
+    mac.update(seed.encode("utf-8", "surrogatepass"))
+    return STATELESS_TAG_PREFIX + mac.hexdigest()
+
+
+#: ``_route`` has not looked at the request yet (as opposed to None: nothing refuses it).
+_UNCHECKED: Any = object()
 
 
 @implementer(ISIPMessageReceiver)
@@ -238,6 +279,11 @@ class SIPController:
     def _ack(self, ack: Any, transport: Any, source: Address) -> None:
         if self.transactions.match_ack(ack):
             return
+        if self._acks_stateless_answer(ack):
+            # the ACK of a 407 sent without a transaction: nothing waits for it
+            if debuglog.ENABLED:
+                self.log.debug("ACK of a stateless challenge from {source} dropped", source=source)
+            return
         if check_request(ack, supported=self.supported) is not None:
             self.log.debug("Dropped invalid ACK from {source}", source=source)
             return
@@ -255,6 +301,20 @@ class SIPController:
                 self._send_stateless(request, self._unavailable(request, "too many transactions"),
                                      transport, source)
             return
+        refusal = _UNCHECKED
+        auth = failure = None
+        if (self.authenticator is not None and self._challengeable(request)
+                and not self._is_retransmission(request)):
+            # RFC 3261 §8.2.7: a request that is only going to be challenged is
+            # answered without a transaction (no timers, no table entry, not counted)
+            try:
+                refusal = self._refusal(request, source)
+                if refusal is None:
+                    auth = self._authenticate(request, source)
+                    if self._challenged_statelessly(auth, request, transport, source):
+                        return
+            except Exception:
+                failure = Failure()  # answered 500 in the transaction, as from _route
         txn = self.transactions.server_transaction(request, transport, source)
         if txn is None:
             return  # a retransmission, absorbed
@@ -264,12 +324,80 @@ class SIPController:
                 self._txn_counts[ip] = self._txn_counts.get(ip, 0) + 1
             except AttributeError:
                 pass
+        if failure is not None:
+            self._internal_error(failure, txn)
+            return
         try:
-            self._route(request, txn, source)
+            self._route(request, txn, source, refusal, auth)
         except Exception:
             self._internal_error(Failure(), txn)
 
-    def _route(self, request: Any, txn: Any, source: Address) -> None:
+    def _challengeable(self, request: Any) -> bool:
+        """True for a request that needs authentication (REGISTER, or a method that is
+        not in :data:`UNCHALLENGED`), has no To tag (so is not in a dialog: its ACK can
+        be recognised by our tag) and carries no credentials at all."""
+        method = request.method
+        if method in UNCHALLENGED:
+            return False
+        try:
+            to = request.to
+        except Exception:
+            return False
+        return (to is not None and to.tag is None and request.get("Authorization") is None
+                and request.get("Proxy-Authorization") is None)
+
+    def _challenged_statelessly(self, auth: Any, request: Any, transport: Any,
+                                source: Address) -> bool:
+        """Send ``auth``'s response without a transaction when it is a synchronous
+        401/407; False (nothing sent) for anything else."""
+        if isinstance(auth, Deferred):
+            return False
+        response = auth.response
+        if response is None or response.status not in (401, 407):
+            return False
+        # the same tag for every retransmission of the request (§8.2.7), recognisable in its ACK
+        response.set("To", request.to.with_tag(stateless_tag(request)))
+        self._send_stateless(request, response, transport, source)
+        return True
+
+    def _acks_stateless_answer(self, ack: Any) -> bool:
+        """True for the ACK of a response made by :meth:`_challenged_statelessly`."""
+        try:
+            to = ack.to
+            tag = to.tag if to is not None else None
+            return (tag is not None and tag.startswith(STATELESS_TAG_PREFIX)
+                    and tag == stateless_tag(ack))
+        except Exception:
+            return False
+
+    def _route(self, request: Any, txn: Any, source: Address, refusal: Any = _UNCHECKED,
+               auth: Any = None) -> None:
+        """Answer or hand on ``request`` in ``txn``. ``refusal`` and ``auth`` are what
+        :meth:`_refusal` and the authenticator said when ``_request`` asked already."""
+        if refusal is _UNCHECKED:
+            refusal = self._refusal(request, source)
+        if refusal is not None:
+            response, reason = refusal
+            if reason is not None:
+                self.log.info("{txn} {method} from {source} refused: {reason}",
+                              txn=getattr(txn, "id", None), method=request.method,
+                              source=source, reason=reason)
+            self.respond(txn, response)
+            return
+        method = request.method
+        if method == "OPTIONS":
+            self.respond(txn, self.options_response(request))
+        elif method == "REGISTER":
+            self._authenticated(request, txn, source, self._register, auth)
+        elif method in UNCHALLENGED or self._in_dialog(request):
+            self._handle(request, txn, None)
+        else:
+            self._authenticated(request, txn, source, self._handle, auth)
+
+    def _refusal(self, request: Any, source: Address) -> tuple[Any, str | None] | None:
+        """``(response, reason to log or None)`` when ``request`` is refused before any
+        authentication (RFC 3261 §8.2 errors, 503 to a new call, 400 to a REGISTER
+        whose To is not a SIP URI), None when it may go on."""
         error = check_request(
             request,
             supported=self.supported,
@@ -277,48 +405,36 @@ class SIPController:
             to_tag=new_tag(),
         )
         if error is not None:
-            self.log.info(
-                "{txn} {method} from {source} refused: {status} {reason}",
-                txn=getattr(txn, "id", None),
-                method=request.method,
-                source=source,
-                status=error.status,
-                reason=error.reason,
-            )
-            self.respond(txn, error)
-            return
+            return error, f"{error.status} {error.reason}"
         method = request.method
         if method == "INVITE" and not self._in_dialog_invite(request):
             refusal = self._refuse_new_call(request, source)
             if refusal is not None:
-                self.log.info("{txn} INVITE from {source} refused: {reason}",
-                              txn=getattr(txn, "id", None), source=source, reason=refusal)
-                self.respond(txn, self._unavailable(request, refusal))
-                return
-        if method == "OPTIONS":
-            self.respond(txn, self.options_response(request))
+                return self._unavailable(request, refusal), refusal
         elif method == "REGISTER":
             problem = self._register_problem(request)
             if problem:
-                self.respond(txn, make_response(request, 400, problem, to_tag=new_tag()))
-                return
-            self._authenticated(request, txn, source, self._register)
-        elif method in UNCHALLENGED or self._in_dialog(request):
-            self._handle(request, txn, None)
-        else:
-            self._authenticated(request, txn, source, self._handle)
+                return make_response(request, 400, problem, to_tag=new_tag()), None
+        return None
 
-    def _authenticated(self, request: Any, txn: Any, source: Address, then: Any) -> None:
-        """Run ``then(request, txn, extension)`` once ``request`` is authenticated."""
+    def _authenticate(self, request: Any, source: Address) -> Any:
+        """The authenticator's answer for ``request``: an AuthResult or a Deferred of one."""
+        # 401/WWW-Authenticate for REGISTER, 407/Proxy-Authenticate for everything else,
+        # as Asterisk and Kamailio do (phones expect a call to be proxy-challenged).
+        return self.authenticator.authenticate(request, source,
+                                               proxy=request.method != "REGISTER")
+
+    def _authenticated(self, request: Any, txn: Any, source: Address, then: Any,
+                       result: Any = None) -> None:
+        """Run ``then(request, txn, extension)`` once ``request`` is authenticated
+        (``result``: the authenticator's answer when it was asked already)."""
         if self.authenticator is None:
             then(request, txn, None)
             return
-        # 401/WWW-Authenticate for REGISTER, 407/Proxy-Authenticate for everything else,
-        # as Asterisk and Kamailio do (phones expect a call to be proxy-challenged).
-        proxy = request.method != "REGISTER"
         # the authenticator answers at once when it can (an in-memory extension store)
         # and with a Deferred otherwise; the synchronous case costs no Deferred
-        result = self.authenticator.authenticate(request, source, proxy=proxy)
+        if result is None:
+            result = self._authenticate(request, source)
         if isinstance(result, Deferred):
             result.addCallback(self._decided, request, txn, then)
             result.addErrback(self._internal_error, txn)
