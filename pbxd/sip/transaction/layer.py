@@ -13,6 +13,7 @@ from pbxd.errors import PBXError
 from pbxd.sip.transaction.client import ClientTransaction
 from pbxd.sip.transaction.common import MAGIC_COOKIE, Clock, Timers, Transport
 from pbxd.sip.transaction.server import ServerTransaction
+from pbxd.sip.transaction.timers import TimerQueues
 
 BranchKey = tuple[str, str, int | None]
 _UNMATCHABLE: Any = object()  # the matching headers of a request did not parse
@@ -82,6 +83,8 @@ class TransactionLayer:
         on_server_terminated: Callable[[ServerTransaction], None] | None = None,
     ) -> None:
         self.clock = clock
+        # the transactions' timers: one FIFO and one DelayedCall per duration
+        self._timer_queues = TimerQueues(clock)
         self.timers = Timers(t1=t1, t2=t2, t4=t4, d=timer_d, trying_delay=trying_delay)
         self.on_server_terminated = on_server_terminated
         self._ids = itertools.count(1)
@@ -131,7 +134,7 @@ class TransactionLayer:
             existing.request_retransmitted(request)
             return None
         txn = ServerTransaction(f"s{next(self._ids)}", request, transport, source,
-                                clock=self.clock, timers=self.timers,
+                                clock=self._timer_queues, timers=self.timers,
                                 on_removed=self._server_removed)
         self._servers[txn.id] = txn
         if bkey is not None and bkey is not _UNMATCHABLE:
@@ -248,7 +251,7 @@ class TransactionLayer:
         if key in self._clients:
             raise ValueError(f"branch {via.branch} already used for {request.method}")
         txn = ClientTransaction(f"c{next(self._ids)}", request, transport, address,
-                                clock=self.clock, timers=self.timers,
+                                clock=self._timer_queues, timers=self.timers,
                                 on_response=on_response, on_timeout=on_timeout,
                                 on_removed=self._client_removed)
         self._clients[key] = txn
