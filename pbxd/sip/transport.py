@@ -162,11 +162,14 @@ class SIPDatagramProtocol(DatagramProtocol):
             self.log.failure("Failed handling a UDP datagram from {addr}", addr=addr)
 
     def _received(self, datagram: bytes, source: Address) -> None:
-        if not datagram.strip(b"\r\n \t\x00"):
-            return  # keep-alive (RFC 5626 / vendor CRLF and NUL pings)
-        if datagram[0] < 0x20:
-            self.log.debug("Dropped non-SIP datagram (STUN?) from {source}", source=source)
+        if not datagram:
             return
+        if datagram[0] <= 0x20:  # a SIP message starts with a letter: look closer
+            if not datagram.strip(b"\r\n \t\x00"):
+                return  # keep-alive (RFC 5626 / vendor CRLF and NUL pings)
+            if datagram[0] < 0x20:
+                self.log.debug("Dropped non-SIP datagram (STUN?) from {source}", source=source)
+                return
         if len(datagram) > self.max_message_size:
             self.log.warn(
                 "Dropped {size}-byte datagram from {source}: over {limit}",

@@ -53,6 +53,7 @@ class ServerTransaction(TransactionBase):
         self.on_transport_error: ServerCallback | None = None
         self.state = State.PROCEEDING if self.is_invite else State.TRYING
         self._last_data = b""
+        self._address: tuple[str, int] | None = None
 
     def start(self) -> None:
         """Arm the automatic 100 Trying of an INVITE (§17.2.1) unless it is disabled."""
@@ -63,10 +64,15 @@ class ServerTransaction(TransactionBase):
     @property
     def address(self) -> tuple[str, int]:
         """Where responses go: the source over a live connection, else §18.2.2/RFC 3581."""
-        via = self.request.top_via
-        if via is None or (self.reliable and getattr(self.transport, "connected", True)):
+        if self.reliable and getattr(self.transport, "connected", True):
             return self.source
-        return response_address(via, self.source, self.reliable)
+        address = self._address
+        if address is None:  # the request's Via and source do not change: worked out once
+            via = self.request.top_via
+            address = self.source if via is None else response_address(via, self.source,
+                                                                       self.reliable)
+            self._address = address
+        return address
 
     # -- the TU's side ----------------------------------------------------------
 
