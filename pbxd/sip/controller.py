@@ -543,7 +543,7 @@ class SIPController:
 
     def _stamp(self, response: Any) -> None:
         if self.user_agent and response.get("Server") is None:
-            response.set("Server", self.user_agent)
+            response.add("Server", self.user_agent)  # none yet: add appends, as set would
 
     def _internal_error(self, failure: Failure, txn: Any) -> None:
         """Log ``failure`` and answer 500 if no final response was sent yet."""
