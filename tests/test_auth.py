@@ -322,16 +322,21 @@ def test_credentials_check_rfc2617_vector() -> None:
     )
 
 
+def checker_credentials(user: str, password: str, algorithm: str = "MD5") -> CountingCredentials:
+    """Credentials answering nonce ``n`` for ``user``/``password``, counting their checks."""
+    h = sha256 if algorithm.startswith("SHA") else md5
+    ha1 = h(f"{user}:{REALM}:{password}")
+    if algorithm.endswith("-sess"):
+        ha1 = h(f"{ha1}:n:c")
+    resp = h(f"{ha1}:n:00000001:c:auth:{h('REGISTER:sip:pbxd.local')}")
+    return CountingCredentials(
+        user, REALM, "REGISTER", "sip:pbxd.local", "n", "00000001", "c", "auth", algorithm, resp
+    )
+
+
 class CheckerTests(SynchronousTestCase):
     def credentials(self, user: str, password: str, algorithm: str = "MD5"):
-        h = sha256 if algorithm.startswith("SHA") else md5
-        ha1 = h(f"{user}:{REALM}:{password}")
-        if algorithm.endswith("-sess"):
-            ha1 = h(f"{ha1}:n:c")
-        resp = h(f"{ha1}:n:00000001:c:auth:{h('REGISTER:sip:pbxd.local')}")
-        return CountingCredentials(
-            user, REALM, "REGISTER", "sip:pbxd.local", "n", "00000001", "c", "auth", algorithm, resp
-        )
+        return checker_credentials(user, password, algorithm)
 
     def test_known_user_right_password(self) -> None:
         checker = ExtensionChecker(ConfigExtensionStore(EXTENSIONS))
@@ -365,3 +370,44 @@ def test_auth_result_holds_exactly_one() -> None:
         AuthResult()
     with pytest.raises(ValueError):
         AuthResult(extension=object(), response=object())
+
+
+class CheckerHA1CacheTests(SynchronousTestCase):
+    """The checker remembers the HA1 of a plaintext password, never a stale one."""
+
+    def test_a_changed_password_is_checked_afresh(self) -> None:
+        store = ConfigExtensionStore({"1000": Extension("1000", password="old")})
+        checker = ExtensionChecker(store)
+        old = checker_credentials("1000", "old")
+        self.assertEqual(self.successResultOf(checker.requestAvatarId(old)), "1000")
+        store.replace({"1000": Extension("1000", password="new")})
+        again = checker_credentials("1000", "old")
+        self.failureResultOf(checker.requestAvatarId(again), UnauthorizedLogin)
+        new = checker_credentials("1000", "new")
+        self.assertEqual(self.successResultOf(checker.requestAvatarId(new)), "1000")
+
+    def test_the_table_stays_bounded(self) -> None:
+        import pbxd.auth.checker as checker_module
+
+        self.patch(checker_module, "_HA1_CACHE_SIZE", 3)
+        store = ConfigExtensionStore(
+            {str(n): Extension(str(n), password=f"pw{n}") for n in range(2000, 2010)}
+        )
+        checker = ExtensionChecker(store)
+        for n in range(2000, 2010):
+            d = checker.requestAvatarId(checker_credentials(str(n), f"pw{n}"))
+            self.assertEqual(self.successResultOf(d), str(n))
+            self.assertLessEqual(len(checker._ha1s), 3)
+
+    def test_unknown_users_share_one_dummy_ha1(self) -> None:
+        checker = ExtensionChecker(ConfigExtensionStore(EXTENSIONS))
+        for user in ("4242", "4243", "4244"):
+            unknown = CountingCredentials(*self._args(user))
+            self.failureResultOf(checker.requestAvatarId(unknown), UnauthorizedLogin)
+            self.assertEqual(unknown.checks, 1)  # checked against the dummy, as a known one
+        self.assertEqual(len(checker._ha1s), 1)
+
+    @staticmethod
+    def _args(user: str) -> tuple[str, ...]:
+        return (user, REALM, "REGISTER", "sip:pbxd.local", "n", "00000001", "c", "auth", "MD5",
+                "0" * 32)

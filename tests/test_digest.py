@@ -215,3 +215,23 @@ def test_counter_table_is_bounded_and_evicted_nonces_cannot_be_replayed() -> Non
     assert counter.use("n0", 1, 0.0) == "stale"
     # a nonce issued after everything evicted is fine
     assert counter.use("new", 1, 50.0) == "ok"
+
+
+def test_nonce_random_parts_are_read_in_batches_and_never_reused() -> None:
+    import base64
+    import itertools
+    import struct
+
+    counter = itertools.count()
+    asked: list[int] = []
+
+    def random(n: int) -> bytes:  # distinct 8-byte blocks: a reused part would repeat one
+        asked.append(n)
+        return b"".join(struct.pack(">Q", next(counter)) for _ in range(n // 8))
+
+    src = NonceSource(SECRET, lifetime=30, random=random)
+    nonces = [src.make(1000.0) for _ in range(600)]
+    assert all(src.check(n, 1000.0) == "ok" for n in nonces)
+    assert asked == [8 * 256] * 3  # 256 nonces' worth at a time
+    parts = [base64.urlsafe_b64decode(n + "=")[8:16] for n in nonces]
+    assert parts == [struct.pack(">Q", i) for i in range(600)]

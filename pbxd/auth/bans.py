@@ -190,8 +190,19 @@ class BanList:
     def allowMessage(self, source: tuple[str, int]) -> bool:
         """The controller's gate: False (drop silently) for a banned or flooding source."""
         ip = source[0]
-        self._maybe_sweep(self.clock.seconds())
-        return not self.is_banned(ip) and self.record_request(ip)
+        now = self.clock.seconds()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_interval
+            self.sweep()
+        # is_banned and record_request inlined: this runs for every message
+        entry = self._bans.get(ip)
+        if entry is not None:
+            if entry[0] > now:
+                return False
+            self._expire(ip)
+        if not self._buckets.requests:
+            return True
+        return self.record_request(ip)
 
     def record_request(self, ip: str) -> bool:
         """Count one message from ``ip``; False (and a ban) when it floods."""

@@ -17,6 +17,9 @@ from pbxd.sip.digest import compute_ha1
 
 __all__ = ["ExtensionChecker", "stored_ha1"]
 
+#: HA1s derived from plaintext passwords kept by a checker (then it starts afresh)
+_HA1_CACHE_SIZE = 16384
+
 
 def stored_ha1(extension: Any, algorithm: str, username: str, realm: str) -> str | None:
     """The HA1 of ``extension`` for ``algorithm`` ('MD5' or 'SHA-256', a -sess
@@ -42,6 +45,11 @@ class ExtensionChecker:
     ``UnauthorizedLogin`` after the same hashing work (a dummy HA1 is checked
     for unknown users), so timing does not tell which extensions exist
     beyond what the store lookup itself reveals.
+
+    The HA1 of a plaintext password is derived once and remembered (a
+    bounded table keyed by algorithm, user, realm and password, so a changed
+    password or realm is derived afresh); the dummy HA1 checked for an
+    unknown user comes from the same table, so both cost the same.
     """
 
     credentialInterfaces = (ISIPDigestCredentials,)
@@ -50,6 +58,7 @@ class ExtensionChecker:
     def __init__(self, store: Any) -> None:  # IExtensionStore
         self.store = store
         self._dummy_password = os.urandom(16).hex()
+        self._ha1s: dict[tuple[str, str, str, str], str] = {}
 
     def requestAvatarId(self, credentials: Any) -> Deferred:
         """Deferred firing with the extension number, or failing with UnauthorizedLogin."""
@@ -63,20 +72,35 @@ class ExtensionChecker:
         except Exception:
             return fail()
 
+    def _derived_ha1(self, base: str, username: str, realm: str, password: str) -> str:
+        """``compute_ha1(base, username, realm, password)``, remembered."""
+        key = (base, username, realm, password)
+        ha1 = self._ha1s.get(key)
+        if ha1 is None:
+            if len(self._ha1s) >= _HA1_CACHE_SIZE:
+                self._ha1s.clear()
+            ha1 = self._ha1s[key] = compute_ha1(base, username, realm, password)
+        return ha1
+
     def _verify(self, extension: Any, credentials: Any) -> str:
+        base = credentials.algorithm.removesuffix("-sess")
         ha1 = None
         if extension is not None:
-            ha1 = stored_ha1(
-                extension, credentials.algorithm, credentials.username, credentials.realm
-            )
+            # as stored_ha1, with the derived HA1 remembered
+            given = getattr(extension, "ha1" if base == "MD5" else "ha1_sha256", None)
+            if given:
+                ha1 = str(given).lower()
+            else:
+                password = getattr(extension, "password", None)
+                if password is not None:
+                    ha1 = self._derived_ha1(
+                        base, credentials.username, credentials.realm, str(password)
+                    )
         if ha1 is None:
-            # same work as for a real extension with a plaintext password
-            dummy = compute_ha1(
-                credentials.algorithm.removesuffix("-sess"),
-                credentials.username,
-                credentials.realm,
-                self._dummy_password,
-            )
+            # same work as for a real extension with a plaintext password (one
+            # dummy per algorithm and realm: a scan of many unknown names finds it
+            # remembered, as the HA1 of a known extension is)
+            dummy = self._derived_ha1(base, "", credentials.realm, self._dummy_password)
             credentials.checkHA1(dummy)
             raise UnauthorizedLogin("unknown user or no usable secret")
         if not credentials.checkHA1(ha1):

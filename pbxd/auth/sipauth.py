@@ -323,6 +323,8 @@ def _claimed_user(request: Request) -> str | None:
 
 def _uri_matches(digest_uri: str, request_uri: URI) -> bool:
     """Loose RFC 3261 22.4 check: same scheme, host and user."""
+    if digest_uri == str(request_uri):  # what phones send: the Request-URI as received
+        return True
     try:
         uri = URI.parse(digest_uri)
     except SIPParseError:

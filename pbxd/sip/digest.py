@@ -42,10 +42,17 @@ __all__ = [
     "session_ha1",
 ]
 
+try:
+    # CPython's own MD5: the same digest as OpenSSL's, without the EVP lookup that
+    # hashlib.md5 pays on every construction (about twice as fast on these short inputs)
+    from _md5 import md5 as _md5
+except ImportError:  # pragma: no cover - a CPython built without it
+    _md5 = hashlib.md5
+
 #: Supported algorithm names (canonical spelling) and their hash constructors.
 ALGORITHMS: dict[str, Callable[..., hashlib._Hash]] = {
-    "MD5": hashlib.md5,
-    "MD5-sess": hashlib.md5,
+    "MD5": _md5,
+    "MD5-sess": _md5,
     "SHA-256": hashlib.sha256,
     "SHA-256-sess": hashlib.sha256,
 }
@@ -274,6 +281,7 @@ NonceState = Literal["ok", "stale", "invalid"]
 _MAC_LEN = 16
 _RAND_LEN = 8
 _RAW_LEN = 8 + _RAND_LEN + _MAC_LEN
+_RAND_BATCH = 256  # nonces' worth of random bytes read at once (one getrandom per 256)
 _SKEW = 5.0  # seconds a nonce may appear to come from the future (clock steps, other nodes)
 _pack_ms = struct.Struct(">Q").pack
 _unpack_ms = struct.Struct(">Q").unpack_from
@@ -291,7 +299,8 @@ class NonceSource:
 
     A nonce is ``base64url(ms timestamp (8) | random (8) | HMAC-SHA256 (16))``:
     no table is needed to know that we issued it and when. Several nodes
-    sharing ``secret`` accept each other's nonces.
+    sharing ``secret`` accept each other's nonces. ``random(n)`` is asked for
+    the random parts of 256 nonces at once.
     """
 
     def __init__(
@@ -304,6 +313,8 @@ class NonceSource:
             raise ValueError("nonce secret must be at least 16 bytes")
         self.lifetime = lifetime
         self._random = random
+        self._pool = b""  # random bytes not used yet (taken _RAND_LEN at a time)
+        self._pos = 0
         # HMAC-SHA256 with the key's inner and outer pads hashed once
         # (RFC 2104): each MAC is then two copies and updates, half the cost
         # of hmac.digest, which sets the key up again every time.
@@ -322,7 +333,11 @@ class NonceSource:
 
     def make(self, now: float) -> str:
         """A fresh nonce issued at ``now``."""
-        head = _pack_ms(max(0, int(now * 1000))) + self._random(_RAND_LEN)
+        pos = self._pos
+        if pos + _RAND_LEN > len(self._pool):
+            self._pool, pos = self._random(_RAND_LEN * _RAND_BATCH), 0
+        self._pos = pos + _RAND_LEN
+        head = _pack_ms(max(0, int(now * 1000))) + self._pool[pos : pos + _RAND_LEN]
         raw = head + self._mac(head)
         return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE)[:-1].decode("ascii")
 

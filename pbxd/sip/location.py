@@ -42,7 +42,7 @@ _PRIVATE_NETS = tuple(
 _STREAM = frozenset({"TCP", "TLS", "WS", "WSS"})
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Binding:
     """One registered contact of an extension.
 
@@ -236,25 +236,31 @@ class LocationService:
     def _applied(
         self, _: Any, aor: str, save: list[Binding], remove: list[Binding]
     ) -> list[Binding]:
-        return self._apply(aor, save, remove)
-
-    def _persist(self, aor: str, save: list[Binding], remove: list[Binding]) -> Deferred:
-        if self.store is None or not (save or remove):
-            return succeed(None)
-        if hasattr(self.store, "replace"):
-            return self.store.replace(aor, save, [b.contact for b in remove])
-        ops = [self.store.remove(aor, b.contact) for b in remove]
-        ops += [self.store.save(b) for b in save]
-        return gatherResults(ops, consumeErrors=True)
-
-    def _apply(self, aor: str, save: list[Binding], remove: list[Binding]) -> list[Binding]:
-        for binding in remove:
-            self._forget(self._find(aor, binding.contact), "removed")
+        """Apply the changes the store has (the callback of :meth:`commit`)."""
+        if remove:
+            for binding in remove:
+                self._forget(self._find(aor, binding.contact), "removed")
+        by_aor = self._by_aor
         for binding in save:
-            old = self._find(aor, binding.contact)
+            # as _forget(old) then _remember(binding), without leaving the AOR
+            bindings = by_aor.get(aor)
+            old = None
+            if bindings is not None:
+                contact = binding.contact
+                for b in bindings:
+                    if b.contact == contact:
+                        old = b
+                        break
+            if old is None:
+                self._remember(binding, "added")
+                continue
             if old is not binding:
-                self._forget(old, None)
-            self._remember(binding, "added" if old is None else "refreshed")
+                bindings.remove(old)  # type: ignore[union-attr]
+                timer = old.timer
+                if timer is not None and timer.active():
+                    timer.cancel()
+                old.timer = None
+            self._remember(binding, "refreshed")
         for binding in save:
             transport = binding.transport
             if (
@@ -270,6 +276,15 @@ class LocationService:
                 self.remove(binding)
         return self.bindings(aor)
 
+    def _persist(self, aor: str, save: list[Binding], remove: list[Binding]) -> Deferred:
+        if self.store is None or not (save or remove):
+            return succeed(None)
+        if hasattr(self.store, "replace"):
+            return self.store.replace(aor, save, [b.contact for b in remove])
+        ops = [self.store.remove(aor, b.contact) for b in remove]
+        ops += [self.store.save(b) for b in save]
+        return gatherResults(ops, consumeErrors=True)
+
     def _find(self, aor: str, contact: str) -> Binding | None:
         for binding in self._by_aor.get(aor, ()):
             if binding.contact == contact:
@@ -277,14 +292,19 @@ class LocationService:
         return None
 
     def _remember(self, binding: Binding, event: str) -> None:
-        bindings = self._by_aor.setdefault(binding.aor, [])
-        if binding not in bindings:
+        bindings = self._by_aor.get(binding.aor)
+        if bindings is None:
+            self._by_aor[binding.aor] = [binding]
+        elif binding not in bindings:
             bindings.append(binding)
-        if binding.timer is not None and binding.timer.active():
-            binding.timer.cancel()
-        delay = max(0.0, binding.expires_at - self.clock.seconds())
-        binding.timer = self.clock.callLater(delay, self._expire, binding)
-        self._notify(event, binding)
+        timer = binding.timer
+        if timer is not None and timer.active():
+            timer.cancel()
+        clock = self.clock
+        delay = max(0.0, binding.expires_at - clock.seconds())
+        binding.timer = clock.callLater(delay, self._expire, binding)
+        if self._observers:
+            self._notify(event, binding)
 
     def _forget(self, binding: Binding | None, event: str | None) -> bool:
         if binding is None:

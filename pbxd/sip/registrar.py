@@ -264,7 +264,12 @@ class Registrar:
             for b in save:
                 # a new binding is worth an info line; a refresh of a known one is
                 # routine (every phone, every few minutes): debug, with PBXD_DEBUG only
-                known = any(e.contact == b.contact for e in existing)
+                contact = b.contact
+                known = False
+                for e in existing:
+                    if e.contact == contact:
+                        known = True
+                        break
                 if known and not debuglog.ENABLED:
                     continue
                 (self.log.debug if known else self.log.info)(
@@ -321,7 +326,9 @@ class Registrar:
         for key, (contact, expires) in planned.items():
             params = contact.params
             instance = params.get("+sip.instance")
-            reg_id = _int_param(params.get("reg-id"))
+            reg_id = params.get("reg-id")
+            if reg_id is not None:
+                reg_id = _int_param(reg_id)
             if existing:
                 matches = [
                     b
@@ -341,7 +348,7 @@ class Registrar:
             if common is None:
                 common = self._common(request, call_id, cseq, transport, source)
             save.append(
-                self._binding(common, aor, contact, key, now + expires, instance, reg_id, source)
+                self._binding(common, aor, contact, key, now, expires, instance, reg_id, source)
             )
         if len(save) > limit:
             raise _Reject(403, "Too many registrations")
@@ -362,22 +369,27 @@ class Registrar:
     def _expiry(self, contact: Any, header: int | None) -> int:
         if contact.uri.scheme not in ("sip", "sips"):
             raise _Reject(400, "Contact must be a sip: or sips: URI")
-        expires = _int_param(contact.params.get("expires"))
+        params = contact.params
+        expires = params.get("expires")
+        if expires is not None:
+            expires = _int_param(expires)
         if expires is None:
             expires = header if header is not None else self.default_expires
         if 0 < expires < self.min_expires:
             raise _Reject(423, None, **{"Min-Expires": str(self.min_expires)})
-        q = contact.params.get("q")
-        if q is not None:
-            try:
-                value = float(q)
-            except ValueError:
-                value = -1.0
-            if not 0.0 <= value <= 1.0:
-                raise _Reject(400, "Bad q value")
-        if "reg-id" in contact.params and _int_param(contact.params["reg-id"]) is None:
-            raise _Reject(400, "Bad reg-id")
-        return min(expires, self.max_expires)
+        if params:  # (most phones send none of these)
+            q = params.get("q")
+            if q is not None:
+                try:
+                    value = float(q)
+                except ValueError:
+                    value = -1.0
+                if not 0.0 <= value <= 1.0:
+                    raise _Reject(400, "Bad q value")
+            if "reg-id" in params and _int_param(params["reg-id"]) is None:
+                raise _Reject(400, "Bad reg-id")
+        max_expires = self.max_expires
+        return expires if expires < max_expires else max_expires
 
     @staticmethod
     def _check_order(binding: Any, call_id: str, cseq: int) -> None:
@@ -414,7 +426,8 @@ class Registrar:
         aor: str,
         contact: Any,
         key: str,
-        expires_at: float,
+        now: float,
+        expires: int,
         instance: str | None,
         reg_id: int | None,
         source: tuple[str, int],
@@ -425,7 +438,7 @@ class Registrar:
             aor=aor,
             contact=key,
             uri=contact.uri,
-            expires_at=expires_at,
+            expires_at=now + expires,
             call_id=common["call_id"],
             cseq=common["cseq"],
             q=float(q) if q is not None else None,
@@ -436,6 +449,7 @@ class Registrar:
             transport=common["transport"],
             path=common["path"],
             nat=location.nat_detected(contact.uri, source[0], common["rport"]),
+            registered_at=now,
         )
 
     # ------------------------------------------------------------------ answers

@@ -10,6 +10,7 @@ survive a restart.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,26 +72,24 @@ def _record_of(binding: Any) -> dict[str, Any]:
     return binding.to_record()
 
 
+_FIELDS_OF = operator.itemgetter(*RECORD_FIELDS)
+assert RECORD_FIELDS[12:] == ("path", "nat", "registered_at")  # _row_values relies on it
+
+
 def _row_values(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The row of ``record`` in :data:`RECORD_FIELDS` order (path as JSON, nat as 0/1)."""
-    get = record.get
-    path = get("path")
+    """The row of ``record`` in :data:`RECORD_FIELDS` order (path as JSON, nat as 0/1);
+    a missing field is NULL."""
+    try:
+        row = _FIELDS_OF(record)  # every field there (what Binding.to_record makes)
+    except KeyError:
+        get = record.get
+        row = tuple(get(name) for name in RECORD_FIELDS)
+    path = row[12]
     return (
-        get("aor"),
-        get("contact"),
-        get("expires_at"),
-        get("q"),
-        get("call_id"),
-        get("cseq"),
-        get("instance"),
-        get("reg_id"),
-        get("user_agent"),
-        get("transport"),
-        get("source_host"),
-        get("source_port"),
+        *row[:12],
         json.dumps(list(path)) if path else "[]",
-        1 if get("nat") else 0,
-        get("registered_at"),
+        1 if row[13] else 0,
+        row[14],
     )
 
 
