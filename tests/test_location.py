@@ -112,6 +112,32 @@ def test_refresh_replaces_the_timer_instead_of_adding_one(clock):
     assert location.lookup("1000") == [fresh]
 
 
+@pytest.mark.parametrize("first, second", [(60, 120), (120, 30)])
+def test_refresh_moves_the_same_timer_to_the_new_expiry(clock, first, second):
+    location = LocationService(clock)
+    _ok(location.commit("1000", [_binding(location, expires=first)], []))
+    [timer] = clock.getDelayedCalls()
+    clock.advance(10)
+    fresh = _binding(location, expires=second)
+    _ok(location.commit("1000", [fresh], []))
+    assert clock.getDelayedCalls() == [timer] and fresh.timer is timer
+    clock.advance(second - 1)
+    assert location.lookup("1000") == [fresh]
+    clock.advance(1)
+    assert location.aors() == [] and clock.getDelayedCalls() == [] and fresh.timer is None
+
+
+def test_expiry_timer_of_a_binding_removed_meanwhile_does_nothing(clock):
+    location = LocationService(clock)
+    binding = _binding(location, expires=60)
+    _ok(location.commit("1000", [binding], []))
+    other = _binding(location, "sip:1000@192.0.2.11:5060", expires=600)
+    _ok(location.commit("1000", [other], []))
+    location._expired("1000", "sip:1000@192.0.2.99:5060")  # no such contact: ignored
+    clock.advance(60)
+    assert location.bindings("1000") == [other]
+
+
 def test_commit_applies_only_after_the_store_has_saved(clock, tmp_path):
     store = _store(tmp_path / "db", clock)
     location = LocationService(clock, store)

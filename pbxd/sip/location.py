@@ -17,7 +17,8 @@ Persistence: :meth:`LocationService.commit` saves one REGISTER's changes in the
 ILocationStore first and applies them in memory only then, so a 200 OK sent
 from its callback is never for a binding a crash would lose. Expiry,
 connection loss and removals change memory first, then the store (failures
-logged). Expiry: one clock timer per binding.
+logged). Expiry: one clock timer per binding, named by AOR and contact, reset
+(not replaced) when the binding is refreshed.
 """
 
 from __future__ import annotations
@@ -256,9 +257,10 @@ class LocationService:
                 continue
             if old is not binding:
                 bindings.remove(old)  # type: ignore[union-attr]
-                timer = old.timer
-                if timer is not None and timer.active():
-                    timer.cancel()
+                # the expiry timer names (aor, contact), not the binding: it moves
+                # to the new binding and is reset (no new DelayedCall, no cancel)
+                if binding.timer is None:
+                    binding.timer = old.timer
                 old.timer = None
             self._remember(binding, "refreshed")
         for binding in save:
@@ -297,12 +299,13 @@ class LocationService:
             self._by_aor[binding.aor] = [binding]
         elif binding not in bindings:
             bindings.append(binding)
-        timer = binding.timer
-        if timer is not None and timer.active():
-            timer.cancel()
         clock = self.clock
         delay = max(0.0, binding.expires_at - clock.seconds())
-        binding.timer = clock.callLater(delay, self._expire, binding)
+        timer = binding.timer
+        if timer is not None and timer.active():
+            timer.reset(delay)
+        else:
+            binding.timer = clock.callLater(delay, self._expired, binding.aor, binding.contact)
         if self._observers:
             self._notify(event, binding)
 
@@ -328,6 +331,12 @@ class LocationService:
                 observer(event, binding)
             except Exception:
                 self.log.failure("location observer failed on {event}", event=event)
+
+    def _expired(self, aor: str, contact: str) -> None:
+        """The expiry timer of the binding of ``aor`` with ``contact`` has fired."""
+        binding = self._find(aor, contact)
+        if binding is not None:
+            self._expire(binding)
 
     def _expire(self, binding: Binding) -> None:
         binding.timer = None
