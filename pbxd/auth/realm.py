@@ -53,14 +53,15 @@ class ExtensionRealm:
         if IExtensionAvatar not in interfaces:
             raise NotImplementedError("ExtensionRealm only provides IExtensionAvatar")
         number = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else avatarId
-
-        def found(extension: Any) -> tuple[Any, Any, Any]:
-            if extension is None:  # deleted between check and login
-                raise UnauthorizedLogin(f"extension {number} vanished")
-            return (IExtensionAvatar, extension, _logout)
-
         d = self.store.getExtension(number)
         extension = fired_value(d)
         if extension is NOT_YET:
-            return d.addCallback(found)
-        return found(extension)
+            return d.addCallback(_avatar, number)
+        return _avatar(extension, number)
+
+
+def _avatar(extension: Any, number: str) -> tuple[Any, Any, Any]:
+    """The ``requestAvatar`` answer for the store's ``extension`` of ``number``."""
+    if extension is None:  # deleted between check and login
+        raise UnauthorizedLogin(f"extension {number} vanished")
+    return (IExtensionAvatar, extension, _logout)

@@ -336,6 +336,10 @@ def _uri_matches(digest_uri: str, request_uri: URI) -> bool:
     )
 
 
+#: 64-bit BLAKE2b (Python's own, copied per use: no OpenSSL lookup) for :func:`_to_tag`
+_TAG_HASH = hashlib.blake2b(digest_size=8)
+
+
 def _to_tag(request: Request) -> str:
     """A To tag that depends only on the request's dialog identifiers, so
     retransmissions and every challenge of one request look alike."""
@@ -344,5 +348,6 @@ def _to_tag(request: Request) -> str:
         from_tag = from_.tag if from_ is not None else ""
     except SIPParseError:
         from_tag = ""
-    seed = f"{request.call_id or ''}|{from_tag}"
-    return hashlib.sha256(seed.encode("utf-8", "replace")).hexdigest()[:16]
+    h = _TAG_HASH.copy()
+    h.update(f"{request.call_id or ''}|{from_tag}".encode("utf-8", "replace"))
+    return h.hexdigest()
