@@ -235,3 +235,20 @@ def test_nonce_random_parts_are_read_in_batches_and_never_reused() -> None:
     assert asked == [8 * 256] * 3  # 256 nonces' worth at a time
     parts = [base64.urlsafe_b64decode(n + "=")[8:16] for n in nonces]
     assert parts == [struct.pack(">Q", i) for i in range(600)]
+
+
+def test_a_forked_child_does_not_reuse_the_parents_random_parts() -> None:
+    from pbxd.sip import digest
+
+    asked: list[int] = []
+
+    def random(n: int) -> bytes:
+        asked.append(n)
+        return bytes([len(asked)]) * n
+
+    src = NonceSource(SECRET, lifetime=30, random=random)
+    first = src.make(1000.0)
+    digest._forget_pools()  # what os.register_at_fork runs in the child
+    second = src.make(1000.0)
+    assert len(asked) == 2 and first != second
+    assert src.check(second, 1000.0) == "ok"

@@ -20,6 +20,7 @@ import hmac
 import os
 import re
 import struct
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
@@ -294,13 +295,26 @@ _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _NONCE_RE = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 
 
+_SOURCES: weakref.WeakSet[NonceSource] = weakref.WeakSet()
+
+
+def _forget_pools() -> None:
+    """In a forked child: draw new random parts (never the parent's unused ones)."""
+    for source in list(_SOURCES):
+        source._pool, source._pos = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_pools)
+
+
 class NonceSource:
     """Makes and checks self-validating nonces.
 
     A nonce is ``base64url(ms timestamp (8) | random (8) | HMAC-SHA256 (16))``:
     no table is needed to know that we issued it and when. Several nodes
     sharing ``secret`` accept each other's nonces. ``random(n)`` is asked for
-    the random parts of 256 nonces at once.
+    the random parts of 256 nonces at once; each part is used once (a forked
+    child draws its own).
     """
 
     def __init__(
@@ -313,8 +327,9 @@ class NonceSource:
             raise ValueError("nonce secret must be at least 16 bytes")
         self.lifetime = lifetime
         self._random = random
-        self._pool = b""  # random bytes not used yet (taken _RAND_LEN at a time)
+        self._pool = b""  # random bytes, taken _RAND_LEN at a time from _pos on
         self._pos = 0
+        _SOURCES.add(self)
         # HMAC-SHA256 with the key's inner and outer pads hashed once
         # (RFC 2104): each MAC is then two copies and updates, half the cost
         # of hmac.digest, which sets the key up again every time.
