@@ -213,3 +213,16 @@ def test_store_commit_window_from_the_configuration_reaches_the_database(tmp_pat
         assert stores.database.commit_delay == 0.005
     finally:
         stores.database.close()
+
+
+def test_a_saved_binding_overwrites_every_column_of_the_previous_one(tmp_path):
+    store, _ = _store(tmp_path)
+    full = {**_record("1000", "sip:a@h"), "q": 0.5, "instance": "<urn:uuid:1>", "reg_id": 1,
+            "user_agent": "old", "path": ("<sip:p1;lr>",), "nat": True}
+    store.replace("1000", [full], [])
+    plain = _record("1000", "sip:a@h", cseq=2)  # no q, instance, reg-id, agent, path or NAT
+    store.replace("1000", [plain], [])
+    loaded: list = []
+    store.load().addCallback(loaded.append)
+    assert loaded == [[{**plain, "q": None, "instance": None, "reg_id": None,
+                        "user_agent": None, "path": (), "nat": False}]]
