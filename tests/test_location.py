@@ -331,3 +331,17 @@ def test_path_sends_to_the_first_hop(clock):
 def test_unknown_nat_mode_is_refused(clock):
     with pytest.raises(ValueError):
         LocationService(clock, nat="sometimes")
+
+
+def test_refresh_with_a_binding_that_has_a_timer_of_its_own_cancels_the_old_one(clock):
+    location = LocationService(clock)
+    _ok(location.commit("1000", [_binding(location, expires=60)], []))
+    [old_timer] = clock.getDelayedCalls()
+    fresh = _binding(location, expires=600)
+    fresh.timer = clock.callLater(600, lambda: None)  # (not made by the location service)
+    _ok(location.commit("1000", [fresh], []))
+    assert not old_timer.active()
+    clock.advance(60)
+    assert location.lookup("1000") == [fresh]
+    clock.advance(540)  # its own expiry, on a timer of the location service
+    assert location.aors() == [] and clock.getDelayedCalls() == []

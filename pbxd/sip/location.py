@@ -259,9 +259,11 @@ class LocationService:
                 bindings.remove(old)  # type: ignore[union-attr]
                 # the expiry timer names (aor, contact), not the binding: it moves
                 # to the new binding and is reset (no new DelayedCall, no cancel)
+                timer, old.timer = old.timer, None
                 if binding.timer is None:
-                    binding.timer = old.timer
-                old.timer = None
+                    binding.timer = timer
+                elif timer is not None and timer.active():
+                    timer.cancel()
             self._remember(binding, "refreshed")
         for binding in save:
             transport = binding.transport
@@ -302,9 +304,11 @@ class LocationService:
         clock = self.clock
         delay = max(0.0, binding.expires_at - clock.seconds())
         timer = binding.timer
-        if timer is not None and timer.active():
-            timer.reset(delay)
+        if timer is not None and timer.active() and timer.func == self._expired:
+            timer.reset(delay)  # ours, moved from the binding refreshed: move its time
         else:
+            if timer is not None and timer.active():
+                timer.cancel()
             binding.timer = clock.callLater(delay, self._expired, binding.aor, binding.contact)
         if self._observers:
             self._notify(event, binding)
