@@ -96,3 +96,15 @@ def test_dialog_id_of_an_incoming_request_matches_our_dialog() -> None:
     bye = parse_message(INVITE.replace("To: <sip:1001@pbx.test>", "To: <sip:1001@pbx.test>;tag=ours")
                         .encode())
     assert dialog_id_of(bye) == d.id
+
+
+def test_from_and_to_follow_a_replaced_uri_or_tag() -> None:
+    d = uas()
+    assert d.make_request("INFO").get("To") == '"Alice" <sip:1000@pbx.test>;tag=alice'
+    d.remote_tag = "alice2"
+    d.remote_uri = parse_message(INVITE.encode()).to  # <sip:1001@pbx.test>, no tag
+    info = d.make_request("INFO")
+    assert info.get("To") == "<sip:1001@pbx.test>;tag=alice2"
+    assert info.get("From") == "<sip:1001@pbx.test>;tag=ours"
+    d.local_tag = "ours2"
+    assert d.make_request("INFO").get("From") == "<sip:1001@pbx.test>;tag=ours2"

@@ -38,6 +38,7 @@ class LegState(enum.StrEnum):
 
 
 S = LegState
+_TERMINATED = LegState.TERMINATED
 
 #: InboundLeg (UAS): (state, event) -> next state.
 INBOUND: dict[tuple[LegState, str], LegState] = {
@@ -145,17 +146,19 @@ class Leg:
 
     def fire(self, event: str) -> LegState:
         """Apply ``event``; raises IllegalTransition when the state does not accept it."""
-        new = self.table.get((self.state, event))
+        old = self.state
+        new = self.table.get((old, event))
         if new is None:
             self.log.warn("leg {leg}: {event} refused in {state}", leg=self.id,
-                          event=event, state=self.state)
-            raise IllegalTransition(f"{self.id}: {event} in {self.state}")
-        old, self.state = self.state, new
-        if new is not old and debuglog.ENABLED:
-            self.log.debug("leg {leg}: {old} -> {new} on {event}", leg=self.id,
-                           old=old, new=new, event=event)
-        if new is LegState.TERMINATED and old is not LegState.TERMINATED:
-            self._terminated()
+                          event=event, state=old)
+            raise IllegalTransition(f"{self.id}: {event} in {old}")
+        if new is not old:
+            self.state = new
+            if debuglog.ENABLED:
+                self.log.debug("leg {leg}: {old} -> {new} on {event}", leg=self.id,
+                               old=old, new=new, event=event)
+            if new is _TERMINATED:
+                self._terminated()
         return new
 
     def _terminated(self) -> None:

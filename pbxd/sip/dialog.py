@@ -54,6 +54,10 @@ class Dialog:
     transport: Any = None
     address: tuple[str, int] | None = None
     secure: bool = False
+    # From and To of our requests as last rendered: (local_uri, local_tag, remote_uri,
+    # remote_tag, From, To); rendered again when one of the four is replaced
+    _rendered: tuple[Any, ...] | None = field(default=None, init=False, repr=False,
+                                             compare=False)
 
     @property
     def id(self) -> DialogId:
@@ -139,8 +143,9 @@ class Dialog:
         for route in routes:
             req.add("Route", str(route))
         req.add("Max-Forwards", "70")
-        req.add("From", f"{self.local_uri};tag={self.local_tag}")
-        req.add("To", f"{self.remote_uri};tag={self.remote_tag}")
+        from_to = self._from_to()
+        req.add("From", from_to[4])
+        req.add("To", from_to[5])
         req.add("Call-ID", self.call_id)
         req.add("CSeq", f"{cseq} {method}")
         if method in ("INVITE", "UPDATE", "SUBSCRIBE", "REFER") and self.local_contact:
@@ -151,6 +156,18 @@ class Dialog:
             req.add("Content-Type", content_type)
         req.body = body
         return req
+
+    def _from_to(self) -> tuple[Any, ...]:
+        """The From and To values of our requests (rendered once per dialog: their
+        NameAddrs are not changed in place once the dialog exists)."""
+        cached = self._rendered
+        local, local_tag, remote, remote_tag = (self.local_uri, self.local_tag,
+                                                self.remote_uri, self.remote_tag)
+        if cached is None or cached[0] is not local or cached[1] != local_tag or \
+                cached[2] is not remote or cached[3] != remote_tag:
+            cached = self._rendered = (local, local_tag, remote, remote_tag,
+                                       f"{local};tag={local_tag}", f"{remote};tag={remote_tag}")
+        return cached
 
     def accept_remote_cseq(self, request: Request) -> bool:
         """Check and record the CSeq of a request from the peer (RFC 3261 12.2.2).

@@ -88,16 +88,36 @@ def cdr_record(cdr: Any) -> dict[str, Any]:
     return record
 
 
+_FIELD_SET = frozenset(CDR_FIELDS)
+_PLAIN_FIELDS = CDR_FIELDS[:11]  # the columns before codecs and media
+assert CDR_FIELDS[11:] == _JSON_FIELDS
+# json.dumps(value) and json.dumps(value, default=str) without building an encoder per call
+_to_json = json.JSONEncoder().encode
+_extra_to_json = json.JSONEncoder(default=str).encode
+_CODECS_JSON: dict[tuple[Any, ...], str] = {}  # codec lists are few: each encoded once
+
+
+def _codecs_json(codecs: Any) -> str:
+    if type(codecs) is not list or not all(type(c) is str for c in codecs):
+        return _to_json(codecs if codecs is not None else [])
+    key = tuple(codecs)
+    text = _CODECS_JSON.get(key)
+    if text is None:
+        text = _to_json(codecs)
+        if len(_CODECS_JSON) < 256:  # bounded against odd codec names
+            _CODECS_JSON[key] = text
+    return text
+
+
 def _row_values(cdr: Any) -> list[Any]:
     """The values of :data:`_INSERT` for one CDR (TypeError/ValueError if it is not one)."""
     record = cdr_record(cdr)
-    values = []
-    for name in CDR_FIELDS:
-        value = record.pop(name, None)
-        if name in _JSON_FIELDS:
-            value = json.dumps(value if value is not None else ([] if name == "codecs" else {}))
-        values.append(value)
-    values.append(json.dumps(record, default=str))
+    get = record.get
+    values = [get(name) for name in _PLAIN_FIELDS]
+    media = get("media")
+    values.append(_codecs_json(get("codecs")))
+    values.append(_to_json(media if media is not None else {}))
+    values.append(_extra_to_json({k: v for k, v in record.items() if k not in _FIELD_SET}))
     return values
 
 
