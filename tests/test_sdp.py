@@ -14,6 +14,7 @@ from pbxd.sdp.negotiate import (
     hold_direction,
     is_hold,
     negotiated_codec,
+    remote_media,
     remote_rtp_address,
     rewrite_for_leg,
     telephone_event_pt,
@@ -352,3 +353,30 @@ def test_random_sdp_like_lines_parse_or_raise_sdp_parse_error_and_reparse(lines)
         return
     again = SessionDescription.parse(sd.serialize())
     assert again.serialize() == sd.serialize()
+
+
+_HEAD = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n"
+
+
+@pytest.mark.parametrize("body", [
+    _HEAD + "c=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0 101\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\n",
+    _HEAD + "c=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\n",
+    _HEAD + "a=sendonly\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 192.0.2.1/127\r\n",
+    _HEAD + "c=IN IP6 ::\r\nm=audio 4000 RTP/AVP 0\r\na=inactive\r\n",
+    _HEAD + "c=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0 96 97\r\n"
+    "a=rtpmap:96 telephone-event/16000\r\na=rtpmap:97 telephone-event/8000\r\n",
+    _HEAD + "m=audio 4000 RTP/AVP 0\r\nc=IN IP4 192.0.2.1\r\n"
+    "m=audio 0 RTP/AVP 8\r\n",
+    _HEAD + "c=IN IP4 192.0.2.1\r\nm=audio 0 RTP/AVP 0\r\nm=video 5000 RTP/AVP 31\r\n",
+])
+def test_remote_media_is_hold_address_and_telephone_event_at_once(body: str) -> None:
+    sd = SessionDescription.parse(body)
+    assert remote_media(sd) == (is_hold(sd), remote_rtp_address(sd), telephone_event_pt(sd))
+
+
+def test_remote_media_of_a_stream_without_connection_has_no_address() -> None:
+    sd = SessionDescription.parse(_HEAD + "c=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\n")
+    sd.connection = None
+    assert remote_media(sd) == (False, None, None)
+    assert (is_hold(sd), remote_rtp_address(sd)) == (False, None)

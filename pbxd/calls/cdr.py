@@ -82,10 +82,19 @@ def _sip_call_id(leg: Any) -> str | None:
 
 def count_call(metrics: Any, record: dict[str, Any]) -> None:
     """Count an ended call by disposition, and its RTP relayed and lost, in ``metrics``."""
-    metrics.call_ended(str(record.get("disposition") or "FAILED").lower().replace(" ", "_"))
-    legs = [c for c in (record.get("media") or {}).values() if isinstance(c, dict)]
-    metrics.rtp(relayed=sum(int(c.get("packets_out", 0)) for c in legs),
-                lost=sum(max(0, int(c.get("lost", 0))) for c in legs))
+    disposition = record.get("disposition") or "FAILED"
+    name = _METRIC_NAMES.get(disposition) if type(disposition) is str else None
+    metrics.call_ended(name or str(disposition).lower().replace(" ", "_"))
+    relayed = lost = 0
+    for c in (record.get("media") or {}).values():
+        if isinstance(c, dict):
+            relayed += int(c.get("packets_out", 0))
+            lost += max(0, int(c.get("lost", 0)))
+    metrics.rtp(relayed=relayed, lost=lost)
+
+
+_METRIC_NAMES = {"ANSWERED": "answered", "NO ANSWER": "no_answer", "BUSY": "busy",
+                 "CANCELLED": "cancelled", "FAILED": "failed"}
 
 
 class CDRWriter:
@@ -132,20 +141,18 @@ class CDRWriter:
             except Exception as e:  # a store bug must not stop call teardown
                 d = fail(e)
         self.pending.add(d)
-
-        def done(result: Any) -> Any:
-            self.pending.discard(d)
-            self.written += 1
-            return result
-
-        def failed(failure: Any) -> None:
-            self.pending.discard(d)
-            self.failed += 1
-            self.log.failure("CDR of {call_id} not written", failure,
-                             call_id=record.get("call_id"))
-
-        d.addCallbacks(done, failed)
+        d.addCallbacks(self._done, self._failed, callbackArgs=(d,), errbackArgs=(d, record))
         return d
+
+    def _done(self, result: Any, d: Deferred) -> Any:
+        self.pending.discard(d)
+        self.written += 1
+        return result
+
+    def _failed(self, failure: Any, d: Deferred, record: dict[str, Any]) -> None:
+        self.pending.discard(d)
+        self.failed += 1
+        self.log.failure("CDR of {call_id} not written", failure, call_id=record.get("call_id"))
 
     def _flush_queue(self) -> None:
         batch, self._queued = self._queued, []

@@ -19,9 +19,8 @@ from typing import Any
 from pbxd.sdp.negotiate import (
     answer_for,
     audio_stream,
-    is_hold,
     negotiated_codec,
-    remote_rtp_address,
+    remote_media,
     rewrite_for_leg,
     telephone_event_pt,
 )
@@ -65,13 +64,12 @@ class LegSdp:
         if signalling_ip:
             self.signalling_ip = signalling_ip
         self.remote_sdp = sdp
-        self.on_hold = is_hold(sdp)
-        target = remote_rtp_address(sdp)
+        self.on_hold, target, dtmf_pt = remote_media(sdp)
         media = self.media
         if target is not None and target[0] not in ("0.0.0.0", "::") and not media.closed:
             allowed = (self.signalling_ip,) if self.signalling_ip else ()
             media.set_remote(target, allowed)
-        media.dtmf_pt = telephone_event_pt(sdp)
+        media.dtmf_pt = dtmf_pt
 
     def outgoing(self, sdp: SessionDescription) -> bytes:
         """The other leg's ``sdp`` rewritten for this phone (our address and port)."""
@@ -82,12 +80,12 @@ class LegSdp:
     def answer(self, offer: SessionDescription) -> bytes:
         """Our own answer to the phone's ``offer`` (G.711 on our port), for media the PBX
         terminates; raises ValueError when the offer has no G.711."""
+        # one codec (plus telephone-event): what the PBX plays and records
         out = answer_for(offer, G711, self.address,
-                         self.media.port if not self.media.closed else 0, origin=self.origin)
-        stream = audio_stream(out)
-        if stream is None:
+                         self.media.port if not self.media.closed else 0, origin=self.origin,
+                         codecs=1)
+        if audio_stream(out) is None:
             raise ValueError("no G.711 codec in the offer")
-        _keep_first_codec(stream)
         return self._sent(out)
 
     def offer(self) -> bytes:
@@ -130,18 +128,6 @@ class LegSdp:
         if telephone_event_pt(remote) is not None:
             names.append("telephone-event")
         return names
-
-
-def _keep_first_codec(stream: Any) -> None:
-    """Answer with one codec (plus telephone-event): what the PBX plays and records."""
-    rtpmap = stream.rtpmap
-    audio = [pt for pt in stream.payload_types if rtpmap.get(pt, ("",))[0].lower()
-             != "telephone-event"]
-    drop = {str(pt) for pt in audio[1:]}
-    stream.formats = [f for f in stream.formats if f not in drop]
-    stream.attributes = [(name, value) for name, value in stream.attributes
-                         if name not in ("rtpmap", "fmtp") or (value or "").split(" ", 1)[0]
-                         not in drop]
 
 
 def _same_content(a: SessionDescription, b: SessionDescription) -> bool:

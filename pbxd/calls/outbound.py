@@ -106,8 +106,7 @@ class OutboundLeg(Leg):
                 self._ack_and_bye(response)  # a second dialog from a forking downstream
             return
         invite, address, seq = self._sent()
-        self.dialog = Dialog.as_uac(invite, response, self.transport, address)
-        self.dialog.local_contact = invite.get("Contact") or ""
+        self.dialog = Dialog.as_uac(invite, response, self.transport, address)  # our Contact too
         self.registry.bind(self.dialog.id, self)
         self._ack = self.dialog.make_request("ACK", cseq=seq)
         self.ua.send_ack(self._ack, self.transport, self.address)

@@ -114,13 +114,17 @@ class CallRecorder:
         mark = self.marks.get(call_id)
         if mark is not None:
             return mark
-        if self.extensions & {"*", caller, callee}:
+        extensions = self.extensions
+        if extensions and ("*" in extensions or caller in extensions or callee in extensions):
             return self.defaults
         return None
 
     def answered(self, session: Any, dialer: Any) -> None:
         """A dial of ``session`` was answered: connect it, announcing and recording
         when this bridge is recorded (``session.connect_dialer`` bridges it)."""
+        if not self.extensions and session.id not in self.marks:  # nothing is recorded
+            session.connect_dialer(dialer)
+            return
         options = self.options_for(session.id, session.caller, callee_of(dialer))
         if options is None:
             session.connect_dialer(dialer)

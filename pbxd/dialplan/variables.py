@@ -38,16 +38,43 @@ def substring(value: str, offset: int, length: int | None = None) -> str:
     return rest[: max(0, len(rest) + length)]
 
 
-def _expand(text: str, lookup: Lookup) -> str:
-    def one(m: re.Match[str]) -> str:
-        value = lookup(m.group(1))
-        value = "" if value is None else str(value)
-        if m.group(2) is None:
-            return value
-        length = None if m.group(3) is None else int(m.group(3))
-        return substring(value, int(m.group(2)), length)
+# A template split once into literal text and references: (text, None, None, None) or
+# (None, name, offset, length); the step arguments of a dialplan are a handful of strings.
+_Piece = tuple[str | None, str | None, int | None, int | None]
+_TEMPLATES: dict[str, tuple[_Piece, ...]] = {}
 
-    return _VAR.sub(one, text)
+
+def _template(text: str) -> tuple[_Piece, ...]:
+    pieces = _TEMPLATES.get(text)
+    if pieces is not None:
+        return pieces
+    out: list[_Piece] = []
+    at = 0
+    for m in _VAR.finditer(text):
+        if m.start() > at:
+            out.append((text[at:m.start()], None, None, None))
+        offset, length = m.group(2), m.group(3)
+        out.append((None, m.group(1), None if offset is None else int(offset),
+                    None if length is None else int(length)))
+        at = m.end()
+    if at < len(text):
+        out.append((text[at:], None, None, None))
+    pieces = tuple(out)
+    if len(_TEMPLATES) < 1024:  # bounded: templates come from the configuration
+        _TEMPLATES[text] = pieces
+    return pieces
+
+
+def _expand(text: str, lookup: Lookup) -> str:
+    parts: list[str] = []
+    for literal, name, offset, length in _template(text):
+        if name is None:
+            parts.append(literal or "")
+            continue
+        value = lookup(name)
+        value = "" if value is None else str(value)
+        parts.append(value if offset is None else substring(value, offset, length))
+    return parts[0] if len(parts) == 1 else "".join(parts)
 
 
 def substitute(value: Any, lookup: Lookup | Mapping[str, str]) -> Any:

@@ -271,6 +271,8 @@ class Player:
         if self._call is not None:
             self._call.cancel()
             self._call = None
+        if not self._queue:
+            return
         items, self._queue = list(self._queue), deque()
         for item in items:
             item.player = None

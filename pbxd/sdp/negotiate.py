@@ -29,6 +29,7 @@ __all__ = [
     "hold_direction",
     "is_hold",
     "negotiated_codec",
+    "remote_media",
     "remote_rtp_address",
     "rewrite_for_leg",
     "telephone_event_pt",
@@ -86,11 +87,22 @@ def remote_rtp_address(sd: SessionDescription) -> tuple[str, int] | None:
     Multicast ``/ttl`` suffixes are stripped; the address may be the RFC 2543
     hold address 0.0.0.0 (check :func:`is_hold`).
     """
+    return remote_media(sd)[1]
+
+
+def remote_media(sd: SessionDescription) -> tuple[bool, tuple[str, int] | None, int | None]:
+    """What a relay needs of a phone's SDP, its audio stream looked up once:
+    ``(is_hold(sd), remote_rtp_address(sd), telephone_event_pt(sd))``."""
     media = audio_stream(sd)
-    connection = sd.media_connection(media) if media is not None else None
-    if media is None or connection is None:
-        return None
-    return connection.address.split("/", 1)[0], media.port
+    if media is None:
+        return True, None, None
+    connection = media.connection or sd.connection
+    if connection is None:
+        return sd.media_direction(media) in ("sendonly", "inactive"), None, \
+            _telephone_event_pt(media)
+    host = connection.address.split("/", 1)[0]
+    hold = host in ("0.0.0.0", "::") or sd.media_direction(media) in ("sendonly", "inactive")
+    return hold, (host, media.port), _telephone_event_pt(media)
 
 
 def answer_direction(offered: str, wanted: str | None = None) -> str:
@@ -146,6 +158,7 @@ def answer_for(
     *,
     origin: Origin | None = None,
     telephone_events: str = "0-16",
+    codecs: int | None = None,
 ) -> SessionDescription:
     """Answer ``offer`` for media pbxd terminates itself (RFC 3264 §6).
 
@@ -154,7 +167,8 @@ def answer_for(
     payload type numbers, plus telephone-event/8000 when offered.  The first
     usable audio stream gets ``local_address``/``local_port``; every other
     stream, and that one too when nothing is common, is rejected with port 0.
-    ``direction`` is what we want (None: whatever the offer allows).
+    ``direction`` is what we want (None: whatever the offer allows); ``codecs`` limits
+    the common codecs answered to the first ones (telephone-event comes on top).
     """
     addrtype = _addrtype(local_address)
     answer = SessionDescription(
@@ -172,6 +186,8 @@ def answer_for(
             answer.media.append(_rejected(offered))
             continue
         accepted = True
+        if codecs is not None:
+            chosen = chosen[:codecs]
         fmtp = offered.fmtp
         dtmf = _choose(offered, [(TELEPHONE_EVENT, 8000)], rtpmap)
         media = MediaDescription(media="audio", port=local_port, proto=offered.proto, formats=[])
@@ -272,8 +288,10 @@ def negotiated_codec(
 def telephone_event_pt(sd: SessionDescription) -> int | None:
     """The telephone-event payload type of the audio stream (8000 Hz preferred), or None."""
     media = audio_stream(sd)
-    if media is None:
-        return None
+    return None if media is None else _telephone_event_pt(media)
+
+
+def _telephone_event_pt(media: MediaDescription) -> int | None:
     events = [
         (clock != 8000, pt)
         for pt, (encoding, clock, _) in media.rtpmap.items()

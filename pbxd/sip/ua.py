@@ -63,7 +63,7 @@ class AckWait:
         self.on_ack_timeout = on_ack_timeout
         self.done = False
         self.retransmissions = 0
-        self._data = response.serialize()
+        self._data: bytes | None = None  # the wire form, once the transaction is over
         timers = ua.transactions.timers
         self._t2 = timers.t2
         self._deadline = ua.clock.callLater(timers.timeout, self._expired)
@@ -97,6 +97,8 @@ class AckWait:
         if not self.txn.done:
             self.txn.respond(self.response)
         else:
+            if self._data is None:  # serialized only if needed: most 2xx are ACKed at once
+                self._data = self.response.serialize()
             self.txn.transport.send(self._data, self.txn.address)
         following = min(interval * 2, self._t2)
         self._retry = self.ua.clock.callLater(following, self._resend, following)
