@@ -209,7 +209,9 @@ class Session(Dialling):
     def _digit(self, digit: str, how: str) -> None:
         if self.bridged or self.ended:
             return
-        self.log.debug("call {call}: digit {digit} ({how})", call=self.id, digit=digit, how=how)
+        if debuglog.ENABLED:
+            self.log.debug("call {call}: digit {digit} ({how})", call=self.id, digit=digit,
+                           how=how)
         if self.on_digit is not None:
             self.on_digit(digit)
 

@@ -69,6 +69,11 @@ class QuietUDPPort(udp.Port):
         # as udp.Port._bindSocket does; Twisted's stubs declare fileno a method
         self.fileno = self.socket.fileno  # type: ignore[method-assign]
 
+    def stopListening(self) -> None:  # type: ignore[override]
+        """As ``udp.Port.stopListening`` (the socket closes on the reactor's next turn)
+        without the Deferred nothing waits for."""
+        self._loseConnection()
+
     def connectionLost(self, reason: Any = None) -> None:
         self._realPortNumber = None
         self.maxThroughput = -1
@@ -121,12 +126,26 @@ class PortPair:
 
     def close(self) -> None:
         """Stop listening on both ports and give the pair back."""
-        for listener in (self.rtp_listener, self.rtcp_listener):
-            try:
-                listener.stopListening()
-            except Exception:  # pragma: no cover - already closed
-                pass
+        rtp, rtcp = self.rtp_listener, self.rtcp_listener
+        if type(rtp) is QuietUDPPort and type(rtcp) is QuietUDPPort and rtp.connected \
+                and rtcp.connected:
+            # what stopListening does for each, with one reactor call for the two sockets
+            rtp.stopReading()
+            rtcp.stopReading()
+            rtp.reactor.callLater(0, _close_both, rtp, rtcp)
+        else:
+            for listener in (rtp, rtcp):
+                try:
+                    listener.stopListening()
+                except Exception:  # pragma: no cover - already closed
+                    pass
         self._release(self.rtp_port)
+
+
+def _close_both(rtp: QuietUDPPort, rtcp: QuietUDPPort) -> None:
+    for listener in (rtp, rtcp):
+        if listener.connected:  # not closed some other way in the meantime
+            listener.connectionLost()
 
 
 class PortAllocator:

@@ -24,6 +24,7 @@ from typing import Any
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from pbxd import debuglog
 from pbxd.rtp.ports import PortAllocator, PortPair
 from pbxd.rtp.stats import ReceiveStats
 
@@ -156,7 +157,7 @@ class LegMedia:
             if rtcp:
                 self.remote_rtcp = addr
             else:
-                if addr != self.remote:
+                if addr != self.remote and debuglog.ENABLED:  # once per leg: a per-call event
                     self.log.debug("leg {leg} latched to {addr}", leg=self.name, addr=addr)
                 self.remote = addr
                 self.latched = True
