@@ -169,7 +169,7 @@ class UserAgent:
         request.add("Via", f"SIP/2.0/{transport.name.upper()} {host}:{port};branch={branch};rport",
                     first=True)
         if self.user_agent and request.get("User-Agent") is None:
-            request.set("User-Agent", self.user_agent)
+            request.add("User-Agent", self.user_agent)  # none yet: at the end, as set puts it
         return branch
 
     # -- targets ------------------------------------------------------------
@@ -231,14 +231,14 @@ class UserAgent:
                  on_ack_timeout: Callable[[], None] | None = None) -> AckWait:
         """Send a 2xx on the INVITE server transaction ``txn`` and wait for the ACK."""
         if self.user_agent and response.get("Server") is None:
-            response.set("Server", self.user_agent)
+            response.add("Server", self.user_agent)  # none yet: at the end
         txn.respond(response)
         return AckWait(self, txn, response, on_ack_timeout)
 
     def respond(self, txn: Any, response: Any) -> None:
         """Send a (non-2xx-to-INVITE) response with our Server header."""
         if self.user_agent and response.get("Server") is None:
-            response.set("Server", self.user_agent)
+            response.add("Server", self.user_agent)  # none yet: at the end
         txn.respond(response)
 
 
