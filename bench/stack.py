@@ -30,6 +30,7 @@ import cProfile
 import hashlib
 import heapq
 import itertools
+import os
 import re
 import sys
 import tempfile
@@ -43,6 +44,13 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 from twisted.internet.base import DelayedCall  # noqa: E402
 from twisted.internet.testing import MemoryReactorClock  # noqa: E402
+from twisted.logger import (  # noqa: E402
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 
 from pbxd.config import load_config  # noqa: E402
 from pbxd.service import make_service  # noqa: E402
@@ -57,8 +65,10 @@ _BRANCHES = itertools.count(1)
 class FakePort:
     """A listening UDP port that keeps what is sent through it."""
 
-    def __init__(self, port: int, protocol: Any, interface: str) -> None:
+    def __init__(self, port: int, protocol: Any, interface: str,
+                 listening: list[FakePort] | None = None) -> None:
         self.port, self.protocol, self.interface = port, protocol, interface
+        self.listening = listening
         self.sent: list[tuple[bytes, tuple[str, int]]] = []
         self.addressFamily = 2  # AF_INET
         self.connected = False
@@ -72,7 +82,10 @@ class FakePort:
         return IPv4Address("UDP", self.interface or "127.0.0.1", self.port or 40000)
 
     def stopListening(self) -> None:  # noqa: N802
-        pass
+        # forget a closed port (an RTP port of an ended call), as the real reactor does:
+        # kept, it would keep its call's media objects alive for the whole run
+        if self.listening is not None and self in self.listening:
+            self.listening.remove(self)
 
     def connect(self, host: str, port: int) -> None:
         pass
@@ -123,7 +136,7 @@ class Reactor(MemoryReactorClock):
 
     def listenUDP(self, port: int, protocol: Any, interface: str = "",  # noqa: N802
                   maxPacketSize: int = 8192) -> FakePort:  # noqa: N803
-        p = FakePort(port, protocol, interface)
+        p = FakePort(port, protocol, interface, self.ports)
         protocol.makeConnection(p)
         self.ports.append(p)
         return p
@@ -154,6 +167,13 @@ def build(workdir: Path, count: int) -> tuple[Reactor, Any, FakePort]:
     pool.connection.execute("PRAGMA synchronous=OFF")
     database = Database(pool)
     top = make_service(load_config(str(path)), reactor, database=database)
+    # log as twistd does (text lines, info and above), to /dev/null: left unbegun, Twisted's
+    # start-up buffer would keep the last 200 events, and with them the last 200 calls
+    devnull = open(os.devnull, "w")  # noqa: SIM115 (open for the whole run)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(textFileLogObserver(devnull),
+                              [LogLevelFilterPredicate(LogLevel.info)])],
+        redirectStandardIO=False, discardBuffer=True)
     freeze_startup_objects()  # as twistd pbx does once the server is built
     top.startService()
     reactor.advance(0.1)
