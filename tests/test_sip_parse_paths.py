@@ -115,9 +115,11 @@ def _checked_same(data: bytes) -> None:
         return
     assert msg.headers.checked
     fast = _check_outcome(msg)
+    fast_live = sorted(msg.headers.live)
     msg = parser.parse_message(data)  # afresh: check_request may leave typed values live
     msg.headers.checked = False
     assert _check_outcome(msg) == fast
+    assert sorted(msg.headers.live) == fast_live  # the values it read are live either way
 
 
 @pytest.mark.parametrize("data", SEEDS)
@@ -142,3 +144,71 @@ def test_any_change_to_the_headers_clears_checked() -> None:
     msg = parser.parse_message(data)
     msg.add("From", "<sip:x@y>;tag=2")
     assert _check_outcome(msg)[:2] == (400, "Multiple From headers")
+
+
+def _responses(msg: Any) -> list[bytes]:
+    from pbxd.sip.message import make_response
+
+    out = []
+    for status in (100, 180, 200, 407, 486):
+        response = make_response(msg, status, to_tag="t1",
+                                 content_type="application/sdp" if status == 200 else None)
+        out.append(response.serialize())
+    return out
+
+
+def _responded_same(data: bytes) -> None:
+    """make_response to a parsed request whose Via, From, To and CSeq were read (as the
+    controller does) writes the renderings of those values without looking at the lines
+    (pbxd.sip.headers.Headers.plain): the same response as the general path."""
+    try:
+        msg = parser.parse_message(data)
+        if not hasattr(msg, "method"):
+            return
+        msg.top_via, msg.from_, msg.to, msg.cseq  # noqa: B018
+    except SIPParseError:
+        return
+    fast = _responses(msg)
+    plain = msg.headers.plain
+    msg.headers.plain = False  # the general path
+    assert _responses(msg) == fast
+    msg.headers.plain = plain
+    assert _responses(msg) == fast
+
+
+@pytest.mark.parametrize("data", SEEDS)
+def test_corpus_gets_the_same_responses_both_ways(data: bytes) -> None:
+    _responded_same(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_mutated_requests_get_the_same_responses_both_ways(data: bytes) -> None:
+    _responded_same(data)
+
+
+def test_record_route_and_timestamp_make_a_request_not_plain() -> None:
+    from pbxd.sip.message import make_response
+
+    data = sipmessages.INVITE_SDP
+    msg: Any = parser.parse_message(data)
+    assert msg.headers.plain
+    for extra, status, copied in ((b"Record-Route: <sip:p.example;lr>\r\n", 180, "Record-Route"),
+                                  (b"Timestamp: 54\r\n", 100, "Timestamp")):
+        msg = parser.parse_message(data.replace(b"\r\n", b"\r\n" + extra, 1))
+        assert msg.headers.checked and not msg.headers.plain
+        msg.top_via, msg.from_, msg.to, msg.cseq  # noqa: B018
+        assert make_response(msg, status, to_tag="t").get(copied) is not None
+
+
+@pytest.mark.parametrize("data", SEEDS)
+def test_serialize_writes_lines_as_they_are_whatever_else_is_live(data: bytes) -> None:
+    try:
+        msg = parser.parse_message(data)
+    except SIPParseError:
+        return
+    msg.headers.entries.insert(1, ("x-empty", "X-Empty", ""))  # written as "X-Empty:"
+    quick = msg.serialize()
+    assert b"\r\nX-Empty:\r\n" in quick
+    msg.headers.live = {"x-not-there"}  # a live key with no line: nothing else changes
+    assert msg.serialize() == quick

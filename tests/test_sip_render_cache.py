@@ -56,10 +56,16 @@ def _values() -> tuple[list[str], list[str], list[str]]:
         "<sip:1000@127.0.0.1>;tag=1", '"Alice" <sip:a@h>;tag=x;TAG=y', "Bob <sip:b@h>",
         "<sip:a@H>", "sip:a@h;tag=1", '"A\x7f" <sip:a@h>', "<sip:a@h>;q=0.5;expires=60",
         '<sip:a@h>;p="x;y"', "<tel:+123>;tag=1", "  <sip:a@h> ;tag=1",
+        "<sip:a@h>;tag=abc", "<sip:a@h>;tag=ab;c", "<sip:a@h>;tag=a-b", "<sip:a@h>;tag=",
+        "<sip:a@h>;tag=\u00e9t\u00e9", "Bob <sip:a@h>;tag=x1", "<sip:a@h>;tag=x ",
     ], [
         "SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport", "SIP/2.0/udp H:5060;branch=z",
         "SIP/2.0/UDP h:05060", "SIP/2.0/UDP h;BRANCH=1;branch=2", "SIP / 2.0 / UDP h ; branch=1",
         "SIP/2.0/TCP [::1]:5060;branch=z9hG4bK1", "SIP/2.0/UDP h;received=1.2.3.4;rport=5",
+        "SIP/2.0/UDP h:5060;branch=z9hG4bK-1-2;rport", "SIP/2.0/UDP h;branch=a;branch=b",
+        "SIP/2.0/UDP h;branch=x;RPORT", "SIP/2.0/UDP h;branch=;rport", "SIP/2.0/UDP h;branch=a b",
+        "SIP/2.0/UDP h;branch=z9hG4bKabc;received=1.2.3.4;rport=5", "SIP/2.0/UDP h;branch=a,b",
+        "SIP/2.0/UDP h;branch=\u00e9;rport", "SIP/2.0/UDP h;branch=a;rport;rport",
     ]
     for data in _messages():
         try:
@@ -250,3 +256,57 @@ def test_make_response_to_a_request_whose_to_was_read_adds_the_tag_to_its_render
     tagged.params["tag"] = "abc"
     assert make_response(read, 180, to_tag="abc").get("To") == str(tagged)
     assert make_response(read, 100, to_tag="abc").get("To") == str(value)
+
+
+def _general(parse: Any, text: str) -> Any:
+    """``parse(text)`` by the general code: the fast paths' caches empty and refusing."""
+    from pbxd.sip import uri as urimod
+
+    saved = (urimod._via_head, urimod._parse_fast_nameaddr, urimod._parse_fast_uri)
+    caches: tuple[dict[str, Any], ...] = (urimod._VIA_HEADS, urimod._NAMEADDR_CACHE,
+                                          urimod._URI_CACHE)
+    kept = [dict(c) for c in caches]
+    for c in caches:
+        c.clear()
+    refuse: Any = lambda *_: None  # noqa: E731
+    urimod._via_head = urimod._parse_fast_nameaddr = urimod._parse_fast_uri = refuse
+    try:
+        return parse(text)
+    finally:
+        urimod._via_head, urimod._parse_fast_nameaddr, urimod._parse_fast_uri = saved
+        for c, k in zip(caches, kept, strict=True):
+            c.update(k)
+
+
+def _outcome(parse: Any, text: str, fields: Any) -> Any:
+    try:
+        value = parse(text)
+    except SIPParseError as e:
+        return ("error", e.reason)
+    return fields(value), str(value)
+
+
+def _via_fields(v: Via) -> Any:
+    return v.protocol, v.transport, v.host, v.port, list(v.params.items())
+
+
+def _nameaddr_fields(n: NameAddr) -> Any:
+    u = n.uri
+    return (n.display, list(n.params.items()), u.scheme, u.user, u.password, u.host, u.port,
+            list(u.params.items()), u.headers, u.opaque)
+
+
+@pytest.mark.parametrize("text", VIAS)
+def test_via_fast_paths_give_the_values_of_the_general_parse(text: str) -> None:
+    general = _general(lambda t: _outcome(Via.parse, t, _via_fields), text)
+    for _ in range(2):  # parsed, then with the caches filled
+        fast = _outcome(Via.parse, text, _via_fields)
+        assert fast[0] == general[0]
+
+
+@pytest.mark.parametrize("text", ADDRS)
+def test_nameaddr_fast_paths_give_the_values_of_the_general_parse(text: str) -> None:
+    general = _general(lambda t: _outcome(NameAddr.parse, t, _nameaddr_fields), text)
+    for _ in range(2):
+        fast = _outcome(NameAddr.parse, text, _nameaddr_fields)
+        assert fast[0] == general[0]

@@ -148,16 +148,20 @@ class Headers:
     headers); keys in ``live`` are rendered from ``typed`` on output.
     ``checked`` is True while the lines are those :func:`pbxd.sip.parser.parse_message`
     checked (From, To, Call-ID, CSeq and Max-Forwards at most once each, and every
-    one present has its typed value): any change made here clears it.
+    one present has its typed value): any change made here clears it.  ``plain`` is
+    True when, besides, the lines hold no Record-Route or Timestamp (then
+    :func:`pbxd.sip.message.make_response` copies Via, From, To, Call-ID and CSeq
+    only); it means nothing while ``checked`` is False.
     """
 
-    __slots__ = ("entries", "typed", "live", "checked")
+    __slots__ = ("entries", "typed", "live", "checked", "plain")
 
     def __init__(self, items: Iterable[tuple[str, Any]] | Mapping[str, Any] | None = None) -> None:
         self.entries: list[tuple[str, str, str]] = []
         self.typed: dict[str, Any] = {}
         self.live: set[str] = set()
         self.checked = False
+        self.plain = False
         if items is not None:
             pairs = items.items() if isinstance(items, Mapping) else items
             for name, value in pairs:
@@ -264,19 +268,28 @@ class Headers:
         """Replace every ``name`` header by ``value`` (a list/tuple gives several lines),
         at the position of the first one (or at the end)."""
         key = _KEYS.get(name) or header_key(name)
-        self._drop(key)
-        if type(value) is str:
-            values = [value]
-        else:
-            values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        if self.typed:
+            self.typed.pop(key, None)
+        if self.live:
+            self.live.discard(key)
+        self.checked = False  # self._drop(key), inline
         cname = _NAMES.get(name) or canonical_name(name)
         entries = self.entries
         for entry in entries:
             if entry[0] == key:
                 break
         else:  # none yet: added at the end
-            entries.extend([(key, cname, v) for v in values])
+            if type(value) is str:
+                entries.append((key, cname, value))
+            elif isinstance(value, (list, tuple)):
+                entries.extend([(key, cname, str(v)) for v in value])
+            else:
+                entries.append((key, cname, str(value)))
             return
+        if type(value) is str:
+            values = [value]
+        else:
+            values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
         new: list[tuple[str, str, str]] = []
         placed = False
         for entry in entries:

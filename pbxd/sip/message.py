@@ -101,9 +101,9 @@ class Message:
         key = _KEYS.get(name) or header_key(name)
         if key in h.live or key in LIST_HEADERS:
             return h.get(name, default)
-        for k, _, v in h.entries:
-            if k == key:
-                return v
+        for entry in h.entries:
+            if entry[0] == key:
+                return entry[2]
         return default
 
     def getall(self, name: str) -> list[str]:
@@ -112,6 +112,11 @@ class Message:
         key = _KEYS.get(name) or header_key(name)
         if key in h.live:
             return h._rendered(key)
+        for entry in h.entries:  # an absent header (Require...) without building a list
+            if entry[0] == key:
+                break
+        else:
+            return []
         values = [v for k, _, v in h.entries if k == key]
         if values and key in LIST_HEADERS:
             if len(values) == 1 and "," not in values[0]:  # split_list of it
@@ -147,14 +152,12 @@ class Message:
         if key in typed:
             value = typed[key]
         else:
-            raw = None
-            for k, _, v in h.entries:
-                if k == key:
-                    raw = v
+            for entry in h.entries:
+                if entry[0] == key:
                     break
-            if raw is None:
+            else:
                 return None
-            value = typed[key] = parse(raw)
+            value = typed[key] = parse(entry[2])
         if live and key in _RENDERED:
             h.live.add(key)
         return value
@@ -166,9 +169,9 @@ class Message:
             value = typed[key]
         else:
             value = []
-            for k, _, v in h.entries:
-                if k == key:
-                    value.extend(parse(item) for item in split_list(v))
+            for entry in h.entries:
+                if entry[0] == key:
+                    value.extend([parse(item) for item in split_list(entry[2])])
             if not value:
                 return value
             typed[key] = value
@@ -319,18 +322,26 @@ class Message:
         append = out.append
         placed = False
         live = h.live
-        done: set[str] = set()
-        for key, name, value in h.entries:
-            if key == "content-length":
-                if not placed:
+        if not live:  # every line as it is (a response as make_response built it...)
+            for key, name, value in h.entries:
+                if key != "content-length":
+                    append(f"{name}: {value}" if value else name + ":")
+                elif not placed:
                     append(f"Content-Length: {len(body)}")
                     placed = True
-            elif live and key in live:
-                if key not in done:
-                    done.add(key)
-                    out += [f"{name}: {v}" for v in h._rendered(key)]
-            else:
-                append(name + ": " + value if value else name + ":")
+        else:
+            done: set[str] = set()
+            for key, name, value in h.entries:
+                if key == "content-length":
+                    if not placed:
+                        append(f"Content-Length: {len(body)}")
+                        placed = True
+                elif key in live:
+                    if key not in done:
+                        done.add(key)
+                        out += [f"{name}: {v}" for v in h._rendered(key)]
+                else:
+                    append(f"{name}: {value}" if value else name + ":")
         if not placed:
             append(f"Content-Length: {len(body)}")
         append("\r\n")
@@ -438,7 +449,7 @@ def _new_response(status: int, reason: str | None, entries: list[tuple[str, str,
     headers.entries = entries
     headers.typed = {}
     headers.live = set()
-    headers.checked = False
+    headers.checked = headers.plain = False
     resp = Response.__new__(Response)
     resp.headers = headers
     resp.body = body
@@ -468,6 +479,33 @@ def make_response(
     request of a SIPParseError (a To that does not parse gets the tag appended).
     """
     src = request.headers
+    live = src.live
+    if (src.checked and src.plain and "via" in live and "from" in live and "to" in live
+            and "cseq" in live):
+        # a request as parsed (no Record-Route, no Timestamp) whose Via, From, To and CSeq
+        # were read: the lines are the renderings of those values and the Call-ID as parsed
+        typed = src.typed
+        vias = typed["via"]
+        to = typed["to"]
+        to_text = str(to)
+        if to_tag and status > 100 and to.params.get("tag") is None:
+            if "tag" not in to.params and to.uri.scheme.islower():
+                to_text = f"{to_text};tag={to_tag}"  # NameAddr.with_tag, rendered once
+            else:
+                to_text = to.with_tag(to_tag)
+        entries = [("via", "Via", str(vias[0]))] if len(vias) == 1 else [
+            ("via", "Via", str(v)) for v in vias]
+        cseq = typed["cseq"]  # the parser's CSeq: str(cseq), inline
+        cseq_line = ("cseq", "CSeq", f"{cseq.seq} {cseq.method}")
+        call_id = typed.get("call-id")  # the parse checks the syntax, not the presence
+        if call_id is not None:
+            entries += (("from", "From", str(typed["from"])), ("to", "To", to_text),
+                        ("call-id", "Call-ID", call_id), cseq_line)
+        else:
+            entries += (("from", "From", str(typed["from"])), ("to", "To", to_text), cseq_line)
+        if content_type is not None:
+            entries.append(("content-type", "Content-Type", content_type))
+        return _new_response(status, reason, entries, body)
     # the copied header lines of the request, by key, in order (one pass)
     found: dict[str, list[tuple[str, str, str]]] = {}
     copied = _COPIED
@@ -482,13 +520,12 @@ def make_response(
                 found[key] = [entry]
             else:
                 lines.append(entry)
-    live = src.live
     if live:
         for key in live:
             name = copied.get(key)
             if name is not None:
                 found[key] = [(key, name, v) for v in src._rendered(key)]
-    entries: list[tuple[str, str, str]] = []
+    entries = []
     if "via" in found:
         entries += found["via"]
     if "record-route" in found and 100 < status < 300 and request.method in DIALOG_METHODS:

@@ -35,6 +35,8 @@ _CALLID_RE = re.compile(r"\S+\Z")
 _STREAM_CL_RE = re.compile(rb"(?:^|\n)[ \t]*(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
 _SINGLE = ("from", "to", "call-id", "cseq", "max-forwards")
 _CHECKED = frozenset(_SINGLE + ("via", "content-length", "contact"))
+#: what _parse_fast looks at: the checked headers and those that make a message not plain
+_FAST_CHECKED = _CHECKED | {"record-route", "timestamp"}
 #: Default limits (``limits.max_headers`` / ``limits.max_header_length``): exceeding one
 #: raises SIPParseError with status 513.
 MAX_HEADERS = 256
@@ -242,12 +244,24 @@ def parse_message(
     More than ``max_headers`` header fields, or a line (after unfolding) longer
     than ``max_header_length``, raises it with ``status`` 513.
     """
-    try:
-        lines, body = _split_head(data)
-    except SIPParseError:
-        raise
-    except Exception as e:  # pragma: no cover - defensive: never leak other errors
-        raise SIPParseError("unparsable message") from e
+    # _split_head of the usual message, inline: no leading CRLF, an empty line ending the
+    # header section, CRLF line ends only and no folding
+    end = data.find(b"\r\n\r\n")
+    lines = None
+    if end > 0 and data[0] > 13:
+        text = data[:end].decode("utf-8", "surrogateescape")
+        lines = text.split("\r\n")
+        if text.count("\n") == len(lines) - 1 and min(lines)[:1] > " ":
+            body = data[end + 4 :]
+        else:
+            lines = None
+    if lines is None:
+        try:
+            lines, body = _split_head(data)
+        except SIPParseError:
+            raise
+        except Exception as e:  # pragma: no cover - defensive: never leak other errors
+            raise SIPParseError("unparsable message") from e
     if len(lines) > max_headers + 1:
         raise _too_large(lines, "Too Many Headers", max_headers, max_header_length)
     # no line is longer than the whole message
@@ -264,6 +278,7 @@ def parse_message(
     headers.typed = {}
     headers.live = set()
     headers.checked = False  # until _check has run
+    headers.plain = False
     known = _STARTS.get(start)
     if known is None:
         known = _start_line(start)
@@ -325,10 +340,11 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
     append = entries.append
     known_lines = _LINES
     exact = _EXACT
-    checked = _CHECKED
+    checked = _FAST_CHECKED
     vias: list[Via] | None = None
     length_text: str | None = None
     contacts: list[str] | None = None
+    plain = True
     for line in lines[1:]:
         entry = known_lines.get(line)
         if entry is None:
@@ -359,13 +375,29 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
         append(entry)
         if key not in checked:
             continue
-        if key == "via":
+        # the most frequent first: From and To, then one each of Via, CSeq, Call-ID...
+        if key == "from" or key == "to":
+            if key in typed:
+                raise _Unusual
+            typed[key] = NameAddr.parse(value)
+        elif key == "via":
             if "," in value:
                 raise _Unusual
             if vias is None:
                 vias = [Via.parse(value)]
             else:
                 vias.append(Via.parse(value))
+        elif key == "cseq":
+            if key in typed:
+                raise _Unusual
+            typed[key] = CSeq.parse(value)
+        elif key == "call-id":
+            if key in typed:
+                raise _Unusual
+            # _CALLID_RE (\S+): printable and no space is the usual case, without the regex
+            if not (value and " " not in value and value.isprintable()) and not _CALLID_RE.match(value):
+                raise _Unusual
+            typed[key] = value
         elif key == "content-length":
             if length_text is not None:
                 raise _Unusual
@@ -375,24 +407,17 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
                 contacts = [value]
             else:
                 contacts.append(value)
-        else:
+        elif key == "max-forwards":
             if key in typed:
                 raise _Unusual
-            if key == "from" or key == "to":
-                typed[key] = NameAddr.parse(value)
-            elif key == "cseq":
-                typed[key] = CSeq.parse(value)
-            elif key == "call-id":
-                if not _CALLID_RE.match(value):
-                    raise _Unusual
-                typed[key] = value
-            else:
-                number = _NUMBERS.get(value)
-                if number is None:
-                    number = _number(value)
-                if number > 255:
-                    raise _Unusual
-                typed[key] = number
+            number = _NUMBERS.get(value)
+            if number is None:
+                number = _number(value)
+            if number > 255:
+                raise _Unusual
+            typed[key] = number
+        else:  # Record-Route, Timestamp: make_response copies them
+            plain = False
     if vias:
         typed["via"] = vias
     if contacts is not None:
@@ -416,6 +441,7 @@ def _parse_fast(lines: list[str], body: bytes) -> Request | Response:
     headers.typed = typed
     headers.live = set()
     headers.checked = True
+    headers.plain = plain
     msg: Request | Response
     if type(known[1]) is int:
         msg = _new(Response)

@@ -42,6 +42,7 @@ _VIA_RE = re.compile(
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 _PVALUE = r"(?:[^;\s\"<>,]+|\"(?:[^\"\\\x00-\x1f]|\\[^\x00-\x1f])*\")"
 _FAST_PARAMS_RE = re.compile(r"(?:;" + _TOKEN + r"(?:=" + _PVALUE + r")?)*\Z")
+_PLAIN_VALUE_RE = re.compile(_TOKEN + r"\Z")  # a parameter value _PVALUE accepts, unquoted
 _PARAM_ITEM_RE = re.compile(r";(" + _TOKEN + r")(=?)(" + _PVALUE + r"?)")
 _FAST_SIP_RE = re.compile(
     r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,/]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,]*))?@)?"
@@ -116,13 +117,15 @@ _CACHE_SIZE = 2048
 _URI_CACHE: dict[str, tuple[str, str | None, str | None, str, int | None,
                             tuple[tuple[str, str | None], ...], str | None]] = {}
 #: name-addr text -> display, URI text, parameters, wire form, the URI's _URI_CACHE parts
-_NAMEADDR_CACHE: dict[str, tuple[str | None, str, tuple[tuple[str, str | None], ...], str,
-                                 tuple[Any, ...] | None]] = {}
+_NameAddrParts = tuple[str | None, str, tuple[tuple[str, str | None], ...], str, tuple[Any, ...] | None]
+_NAMEADDR_CACHE: dict[str, _NameAddrParts] = {}
 _CSEQ_CACHE: dict[str, tuple[int, str]] = {}
 #: name-addr text up to the ">" after the URI -> (display, URI text, "display <URI>" as written)
 _NAMEADDR_HEADS: dict[str, tuple[str | None, str, str]] = {}
 #: Via text before the first ";" -> (transport, host, port, what __str__ writes for them)
 _VIA_HEADS: dict[str, tuple[str, str, int | None, str]] = {}
+#: Via parameters after a first ";branch=..." -> their items (False: not for the fast path)
+_VIA_TAILS: dict[str, tuple[tuple[str, str | None], ...] | bool] = {}
 _new = object.__new__
 
 
@@ -345,8 +348,13 @@ class URI:
 
     def __str__(self) -> str:
         raw = self._raw
-        if raw is not None and self._fresh():
-            return raw
+        if raw is not None:  # self._fresh(), inline
+            s = self._snap
+            if (self.user is s[1] and self.host is s[3] and self.port is s[4]
+                    and self.scheme is s[0] and self.password is s[2] and self.opaque is None
+                    and not self.headers
+                    and (tuple(self.params.items()) == s[5] if self.params else not s[5])):
+                return raw
         if self.opaque is not None:
             return f"{self.scheme}:{self.opaque}"
         if self.scheme == "tel":
@@ -482,6 +490,17 @@ def _parse_fast_nameaddr(
             prefix = f"<{uritext}>" if display is None else f'"{display}" <{uritext}>'
         else:
             display, uritext, prefix = known
+            if text[gt + 1 : gt + 6] == ";tag=":
+                tag = text[gt + 6 :]
+                if tag.isalnum():  # the usual ";tag=..." alone: what the regex would accept
+                    uri = URI.parse(uritext)
+                    items = (("tag", tag),)
+                    parts: _NameAddrParts = (display, uritext, items, prefix + text[gt + 1 :],
+                                             uri._snap or None)
+                    if len(_NAMEADDR_CACHE) >= _CACHE_SIZE:
+                        _NAMEADDR_CACHE.clear()
+                    _NAMEADDR_CACHE[text] = parts
+                    return parts, uri
         rm = _FAST_NAMEADDR_REST_RE.match(text, gt + 1)
         if rm is None:
             return None
@@ -637,8 +656,17 @@ class NameAddr:
 
     def __str__(self) -> str:
         raw = self._raw
-        if raw is not None and self._fresh():
-            return raw
+        if raw is not None:  # self._fresh() and self.uri._fresh(), inline
+            s = self._snap
+            uri = self.uri
+            if uri is s[1] and self.display is s[0] and uri._raw is not None:
+                u = uri._snap
+                if (uri.user is u[1] and uri.host is u[3] and uri.port is u[4]
+                        and uri.scheme is u[0] and uri.password is u[2] and uri.opaque is None
+                        and not uri.headers
+                        and (tuple(uri.params.items()) == u[5] if uri.params else not u[5])
+                        and (tuple(self.params.items()) == s[2] if self.params else not s[2])):
+                    return raw
         out = f"<{self.uri}>"
         if self.display is not None:
             out = f"{_quote_display(self.display)} {out}"
@@ -710,14 +738,30 @@ class Via:
             ptext = "" if semi < 0 else text[semi:]
             if not ptext:
                 params: dict[str, str | None] = {}
-                items: tuple[tuple[str, str | None], ...] = ()
-            elif _FAST_PARAMS_RE.match(ptext):
-                params, canonical = _canonical_params(ptext)
-                items = tuple(params.items())
-                if not canonical:
-                    ptext = format_params(params)
+                items: tuple[tuple[str, str | None], ...] | None = ()
             else:
-                known = None
+                items = None
+                if ptext[:8] == ";branch=":  # the usual form: a new branch, the rest seen before
+                    end = ptext.find(";", 8)
+                    tail: tuple[tuple[str, str | None], ...] | bool | None = ()
+                    if end < 0:
+                        branch = ptext[8:]
+                    else:
+                        branch = ptext[8:end]
+                        tail = _VIA_TAILS.get(ptext[end:])
+                        if tail is None:
+                            tail = _via_tail(ptext[end:])
+                    if type(tail) is tuple and (branch.isalnum() or _PLAIN_VALUE_RE.match(branch)):
+                        items = (("branch", branch), *tail) if tail else (("branch", branch),)
+                        params = dict(items)
+                if items is None:
+                    if _FAST_PARAMS_RE.match(ptext):
+                        params, canonical = _canonical_params(ptext)
+                        items = tuple(params.items())
+                        if not canonical:
+                            ptext = format_params(params)
+                    else:
+                        known = None
         if known is not None:
             via = _new(cls)
             via.protocol = "SIP/2.0"
@@ -798,6 +842,20 @@ class Via:
             via._raw = self._raw
             via._snap = s
         return via
+
+
+def _via_tail(text: str) -> tuple[tuple[str, str | None], ...] | bool:
+    """The parameters of ``text``, what follows the branch in a plain Via, when their
+    form is canonical and has no other branch, else False (remembered)."""
+    items: tuple[tuple[str, str | None], ...] | bool = False
+    if _FAST_PARAMS_RE.match(text):
+        params, canonical = _canonical_params(text)
+        if canonical and "branch" not in params:
+            items = tuple(params.items())
+    if len(_VIA_TAILS) >= _CACHE_SIZE:
+        _VIA_TAILS.clear()
+    _VIA_TAILS[text] = items
+    return items
 
 
 def _via_head(head: str) -> tuple[str, str, int | None, str] | None:

@@ -44,6 +44,8 @@ _PARSE_ERRORS = (SIPParseError, ValueError, TypeError, AttributeError, IndexErro
 #: the header lines _header_problem counts, and the 400 phrases of a missing/repeated one
 _COUNTED = {"max-forwards": None, "via": "Via", "from": "From", "to": "To", "call-id": "Call-ID",
             "cseq": "CSeq"}
+#: what _typed_problem reads (and so makes live)
+_READ = frozenset(("via", "from", "to", "cseq"))
 #: id of a tuple or frozenset of methods -> (it, kept alive so the id stays its own,
 #: its upper-cased set); bounded
 _UPPER: dict[int, tuple[Any, frozenset[str]]] = {}
@@ -79,45 +81,50 @@ def check_request(
     ``to_tag``: the tag added to ``To`` in the error response (RFC 3261 §8.2.6.2).
     """
 
-    def make_response(status: int, reason: str) -> Any:
-        return _make_response(request, status, reason, to_tag=to_tag)
-
     method = request.method.upper()
-    if (request.version or "").upper() != "SIP/2.0":
-        return make_response(505, "Version Not Supported")
+    version = request.version
+    if version != "SIP/2.0" and (version or "").upper() != "SIP/2.0":
+        return _error(request, 505, "Version Not Supported", to_tag)
     bad_uri = False
     try:
-        scheme = (request.uri.scheme or "").lower()
+        scheme = request.uri.scheme
+        if scheme not in SCHEMES:
+            scheme = (scheme or "").lower()
     except _PARSE_ERRORS:
         scheme = str(getattr(request, "uri_text", "")).partition(":")[0].strip().lower()
         bad_uri = True
     if scheme not in SCHEMES:
-        return make_response(416, "Unsupported URI Scheme")
-    if method not in ("ACK", "CANCEL"):
+        return _error(request, 416, "Unsupported URI Scheme", to_tag)
+    if method != "ACK" and method != "CANCEL":
         try:
             unsupported = unsupported_options(request, supported)
         except _PARSE_ERRORS:  # e.g. an unterminated quoted string in Require
-            return make_response(400, "Malformed Require")
+            return _error(request, 400, "Malformed Require", to_tag)
         if unsupported:
-            response = make_response(420, "Bad Extension")
+            response = _error(request, 420, "Bad Extension", to_tag)
             response.set("Unsupported", ", ".join(unsupported))
             return response
     problem = _header_problem(request, method)
     if problem is None and bad_uri:
         problem = "Malformed Request-URI"
     if problem == "483":
-        return make_response(483, "Too Many Hops")
+        return _error(request, 483, "Too Many Hops", to_tag)
     if problem:
-        return make_response(400, problem)
-    if method not in _upper_set(known_methods):
-        return make_response(501, "Not Implemented")
+        return _error(request, 400, problem, to_tag)
+    known = KNOWN_METHODS if known_methods is KNOWN_METHODS else _upper_set(known_methods)
+    if method not in known:
+        return _error(request, 501, "Not Implemented", to_tag)
     if served_methods is not None:
         if method not in _upper_set(served_methods):
             allow = allowed_methods if allowed_methods is not None else served_methods
-            response = make_response(405, "Method Not Allowed")
+            response = _error(request, 405, "Method Not Allowed", to_tag)
             response.set("Allow", ", ".join(m.upper() for m in allow))
             return response
     return None
+
+
+def _error(request: Any, status: int, reason: str, to_tag: str | None) -> Any:
+    return _make_response(request, status, reason, to_tag=to_tag)
 
 
 def unsupported_options(request: Any, supported: Iterable[str]) -> list[str]:
@@ -141,10 +148,20 @@ def _header_problem(request: Any, method: str) -> str | None:
         typed = headers.typed
         if typed.get("max-forwards") == 0:
             return "483"
-        for key, name in _COUNTED.items():
-            if name is not None and key not in typed:
-                return f"Missing {name} header"
-        return _typed_problem(request, method)
+        if not ("via" in typed and "from" in typed and "to" in typed and "call-id" in typed
+                and "cseq" in typed):
+            for key, name in _COUNTED.items():
+                if name is not None and key not in typed:
+                    return f"Missing {name} header"
+        # _typed_problem of values the parser checked: Via, From, To and CSeq parsed (and,
+        # as reading them does, made live), a Call-ID without white space
+        headers.live |= _READ
+        cseq = typed["cseq"]
+        if cseq.method.upper() != method:
+            return "CSeq method does not match request method"
+        if not 0 <= cseq.seq < 2**31:
+            return "CSeq number out of range"
+        return None
     # one pass over the header lines: how many of each, and the Max-Forwards values
     counts = dict.fromkeys(_COUNTED, 0)
     max_forwards: list[str] = []
