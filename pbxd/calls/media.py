@@ -66,7 +66,10 @@ class LegSdp:
         self.remote_sdp = sdp
         self.on_hold, target, dtmf_pt = remote_media(sdp)
         media = self.media
-        if target is not None and target[0] not in ("0.0.0.0", "::") and not media.closed:
+        if (target is not None and target[0] not in ("0.0.0.0", "::") and not media.closed
+                and (":" in target[0]) == (":" in self.address)):
+            # an address of the other family (IPv6 in the SDP of a phone whose media port is
+            # IPv4, or the reverse) cannot be sent to from this leg's sockets: no media to it
             allowed = (self.signalling_ip,) if self.signalling_ip else ()
             media.set_remote(target, allowed)
         media.dtmf_pt = dtmf_pt
