@@ -550,7 +550,7 @@ class SIPController:
         self.log.failure(
             "Failed handling {method} from {source}",
             failure,
-            method=getattr(txn.request, "method", "?"),
+            method=getattr(txn, "method", None) or getattr(txn.request, "method", "?"),
             source=getattr(txn, "source", None),
         )
         try:

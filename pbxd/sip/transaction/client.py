@@ -49,6 +49,11 @@ class ClientTransaction(TransactionBase):
     (re-ACKed here). ``on_timeout()`` is called once on Timer B/F or when the
     transport cannot send; ``failure`` then says ``'timeout'`` (408) or
     ``'transport'`` (503, RFC 3261 §8.1.3.1).
+
+    Once it lingers (Completed, or Accepted for INVITE) it keeps only what that
+    needs: ``request`` becomes None, ``on_timeout`` (and, but while Accepted,
+    ``on_response``) is dropped, with the bytes of the request; a Completed INVITE
+    keeps the bytes of its ACK to re-send.
     """
 
     kind = "client"
@@ -71,11 +76,11 @@ class ClientTransaction(TransactionBase):
         self.on_response = on_response
         self.on_timeout = on_timeout
         self.failure: str | None = None
-        self.ack: Request | None = None
         self.branch: str = request.top_via.branch
         self.state = State.CALLING if self.is_invite else State.TRYING
         self._data = request.serialize()
         self._ack_data = b""
+        self._interval = 0.0  # the running Timer A or E
 
     # -- life cycle -------------------------------------------------------------
 
@@ -88,14 +93,16 @@ class ClientTransaction(TransactionBase):
             self._terminate()
             self._clock.callLater(0, self._call, self.on_timeout)
             return
+        if not self.reliable:
+            self._interval = t.t1
         if self.is_invite:
             if not self.reliable:
-                self._start("A", t.t1, lambda: self._fire_a(t.t1))
-            self._start("B", t.timeout, lambda: self._fail("timeout"))
+                self._start("A", t.t1, self._fire_a)
+            self._start("B", t.timeout, self._timed_out)
         else:
             if not self.reliable:
-                self._start("E", t.t1, lambda: self._fire_e(t.t1))
-            self._start("F", t.timeout, lambda: self._fail("timeout"))
+                self._start("E", t.t1, self._fire_e)
+            self._start("F", t.timeout, self._timed_out)
 
     def cancel_timers(self) -> None:
         """Abandon the transaction: stop retransmitting, no further callbacks, leave the layer."""
@@ -104,7 +111,7 @@ class ClientTransaction(TransactionBase):
     def cancel_sent(self) -> None:
         """A CANCEL for this INVITE went out: give up 64*T1 later if no final came (§9.1)."""
         if self.is_invite and self.state in (State.CALLING, State.PROCEEDING):
-            self._start("cancel", self._timers.timeout, lambda: self._fail("timeout"))
+            self._start("cancel", self._timers.timeout, self._timed_out)
 
     def transport_lost(self) -> None:
         """The connection the request went over closed before a final response."""
@@ -113,28 +120,33 @@ class ClientTransaction(TransactionBase):
 
     # -- timers -----------------------------------------------------------------
 
-    def _fire_a(self, interval: float) -> None:
+    def _fire_a(self) -> None:
         if self.state is not State.CALLING:
             return
         if not self._send_bytes(self._data, self.address):
             self._fail("transport")
             return
-        following = interval * 2
+        self._interval = following = self._interval * 2
         self.log.debug("{txn} timer A: INVITE retransmitted, next in {delay}s",
                        txn=self.id, delay=following)
-        self._start("A", following, lambda: self._fire_a(following))
+        self._start("A", following, self._fire_a)
 
-    def _fire_e(self, interval: float) -> None:
+    def _fire_e(self) -> None:
         if self.state not in (State.TRYING, State.PROCEEDING):
             return
         if not self._send_bytes(self._data, self.address):
             self._fail("transport")
             return
         t2 = self._timers.t2
-        following = t2 if self.state is State.PROCEEDING else min(interval * 2, t2)
+        following = t2 if self.state is State.PROCEEDING else min(self._interval * 2, t2)
+        self._interval = following
         self.log.debug("{txn} timer E: {method} retransmitted, next in {delay}s",
                        txn=self.id, method=self.method, delay=following)
-        self._start("E", following, lambda: self._fire_e(following))
+        self._start("E", following, self._fire_e)
+
+    def _timed_out(self) -> None:
+        """Timer B or F, or the 64*T1 after a CANCEL (§9.1)."""
+        self._fail("timeout")
 
     def _fail(self, reason: str) -> None:
         if self.done:
@@ -169,6 +181,7 @@ class ClientTransaction(TransactionBase):
             if pending:
                 self._stop_all()
                 self.state = State.ACCEPTED
+                self._linger()
                 self._start("M", self._timers.timeout, self._terminate)
                 self._call(self.on_response, response)
             elif self.state is State.ACCEPTED:
@@ -176,10 +189,12 @@ class ClientTransaction(TransactionBase):
         elif pending:
             self._stop_all()
             self.state = State.COMPLETED
-            self.ack = make_ack(self.request, response)
-            self._ack_data = self.ack.serialize()
+            self._ack_data = make_ack(self.request, response).serialize()
             self._send_bytes(self._ack_data, self.address)
-            self._call(self.on_response, response)
+            on_response = self.on_response
+            self._linger()
+            self.on_response = None  # retransmitted finals are only re-ACKed
+            self._call(on_response, response)
             if not self.done:
                 self._start("D", 0 if self.reliable else self._timers.d, self._terminate)
         elif self.state is State.COMPLETED:
@@ -196,6 +211,16 @@ class ClientTransaction(TransactionBase):
             return
         self._stop_all()
         self.state = State.COMPLETED
-        self._call(self.on_response, response)
+        on_response = self.on_response
+        self._linger()
+        self.on_response = None  # retransmitted finals are absorbed
+        self._call(on_response, response)
         if not self.done:
             self._start("K", 0 if self.reliable else self._timers.t4, self._terminate)
+
+    def _linger(self) -> None:
+        """A final response came: nothing is sent or reported any more but ACKs (see
+        the class docstring), so the request, its bytes and ``on_timeout`` go."""
+        self.request = None
+        self._data = b""
+        self.on_timeout = None

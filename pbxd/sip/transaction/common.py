@@ -143,7 +143,12 @@ class TransactionBase:
     # -- timers ---------------------------------------------------------------
 
     def _start(self, name: str, delay: float, fn: Callable[[], object]) -> None:
-        """Start timer ``name``; a zero delay (reliable transports) fires at once."""
+        """Start timer ``name``; a zero delay (reliable transports) fires at once.
+
+        ``fn`` (a bound method, or the transaction's shared ``_on_*`` ones) is what the
+        clock keeps: no wrapper, closure or argument tuple per timer. A timer that ran
+        stays in ``_calls`` (inactive) until the next start or stop of its name.
+        """
         calls = self._calls
         if calls:
             self._stop(name)
@@ -152,11 +157,7 @@ class TransactionBase:
         if delay <= 0:
             fn()
             return
-        calls[name] = self._clock.callLater(delay, self._fire, name, fn)
-
-    def _fire(self, name: str, fn: Callable[[], object]) -> None:
-        self._calls.pop(name, None)
-        fn()
+        calls[name] = self._clock.callLater(delay, fn)
 
     def _stop(self, name: str) -> None:
         call = self._calls.pop(name, None)
@@ -164,12 +165,15 @@ class TransactionBase:
             call.cancel()
 
     def _stop_all(self) -> None:
-        for name in list(self._calls):
-            self._stop(name)
+        calls = self._calls
+        for call in calls.values():
+            if call.active():
+                call.cancel()
+        calls.clear()
 
     def timer_names(self) -> list[str]:
         """Names of the running timers (for tests and debugging)."""
-        return sorted(self._calls)
+        return sorted(name for name, call in self._calls.items() if call.active())
 
     # -- sending and termination ----------------------------------------------
 

@@ -94,6 +94,9 @@ class TransactionLayer:
         self._server_keys: dict[str, tuple[str, Any, str]] = {}
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
         self.metrics: Any = None  # pbxd.web.metrics.Metrics (transaction), set by composition
+        # made once: each transaction refers to these instead of a bound method of its own
+        self._on_server_removed = self._server_removed
+        self._on_client_removed = self._client_removed
 
     def __len__(self) -> int:
         """Live transactions, client and server."""
@@ -135,7 +138,7 @@ class TransactionLayer:
             return None
         txn = ServerTransaction(f"s{next(self._ids)}", request, transport, source,
                                 clock=self._timer_queues, timers=self.timers,
-                                on_removed=self._server_removed)
+                                on_removed=self._on_server_removed)
         self._servers[txn.id] = txn
         if bkey is not None and bkey is not _UNMATCHABLE:
             self._by_branch.setdefault(bkey, {})[method] = txn
@@ -191,6 +194,9 @@ class TransactionLayer:
             return None
 
     def _index_server(self, txn: ServerTransaction) -> None:
+        # matched on its messages (RFC 2543: the To tags of request and response), or
+        # not matchable at all (its Via may not parse): it keeps them to the end
+        txn.keep_messages = True
         try:
             bkey = _branch_key(txn.request)
             if bkey is not None:
@@ -253,7 +259,7 @@ class TransactionLayer:
         txn = ClientTransaction(f"c{next(self._ids)}", request, transport, address,
                                 clock=self._timer_queues, timers=self.timers,
                                 on_response=on_response, on_timeout=on_timeout,
-                                on_removed=self._client_removed)
+                                on_removed=self._on_client_removed)
         self._clients[key] = txn
         if self.metrics is not None:
             self.metrics.transaction("client")

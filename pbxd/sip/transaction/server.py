@@ -18,11 +18,45 @@ from pbxd.sip.transaction.common import (
 ServerCallback = Callable[["ServerTransaction"], None]
 
 
+class SentFinal:
+    """What a lingering server transaction keeps of the final response it sent: its status.
+
+    One per status code, shared (``SentFinal.of``): a transaction waiting out Timer
+    J/L/H/I holds no parsed message of its own.
+    """
+
+    __slots__ = ("status",)
+    _cache: dict[int, SentFinal] = {}
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"<SentFinal {self.status}>"
+
+    @classmethod
+    def of(cls, status: int) -> SentFinal:
+        """The shared record of ``status``."""
+        sent = cls._cache.get(status)
+        if sent is None:
+            sent = cls._cache[status] = cls(status)
+        return sent
+
+
 class ServerTransaction(TransactionBase):
     """One server transaction. Made by ``TransactionLayer.server_transaction``.
 
-    The TU answers with :meth:`respond`. Callbacks the TU may set, each called with
-    the transaction:
+    The TU answers with :meth:`respond`. Once a final response went out the
+    transaction only absorbs retransmissions (and ACKs) until its timer ends, and
+    keeps just what that needs, so lingering transactions cost the garbage collector
+    little: the bytes of the response and where they go. ``last_response`` then is
+    a :class:`SentFinal` (only ``status``), and a non-INVITE transaction drops its
+    ``request`` (None). An INVITE transaction keeps ``request``: the TU may still
+    re-send its 2xx while Accepted and holds that request for the call anyway.
+    ``keep_messages`` (set by the layer for RFC 2543 transactions, which are
+    matched on the messages' To tags) keeps both.
+
+    Callbacks the TU may set, each called with the transaction:
 
     - ``on_terminated``: the transaction left the layer (any reason).
     - ``on_ack_timeout``: Timer H fired, no ACK came for a 3xx-6xx to an INVITE
@@ -52,8 +86,10 @@ class ServerTransaction(TransactionBase):
         self.on_ack_timeout: ServerCallback | None = None
         self.on_transport_error: ServerCallback | None = None
         self.state = State.PROCEEDING if self.is_invite else State.TRYING
+        self.keep_messages = False
         self._last_data = b""
         self._address: tuple[str, int] | None = None
+        self._g_interval = 0.0
 
     def start(self) -> None:
         """Arm the automatic 100 Trying of an INVITE (§17.2.1) unless it is disabled."""
@@ -68,11 +104,16 @@ class ServerTransaction(TransactionBase):
             return self.source
         address = self._address
         if address is None:  # the request's Via and source do not change: worked out once
-            via = self.request.top_via
-            address = self.source if via is None else response_address(via, self.source,
-                                                                       self.reliable)
-            self._address = address
+            address = self._address = self._via_address()
         return address
+
+    def _via_address(self) -> tuple[str, int]:
+        source = self.source
+        via = self.request.top_via
+        if via is None:
+            return source
+        address = response_address(via, source, self.reliable)
+        return source if address == source else address  # one tuple kept, not two
 
     # -- the TU's side ----------------------------------------------------------
 
@@ -97,7 +138,8 @@ class ServerTransaction(TransactionBase):
                 self.state = State.COMPLETED
                 t = self._timers
                 if not self.reliable:
-                    self._start("G", t.t1, lambda: self._fire_g(t.t1))
+                    self._g_interval = t.t1
+                    self._start("G", t.t1, self._fire_g)
                 self._start("H", t.timeout, self._fire_h)
                 self._send(response)
         elif self.is_invite and state is State.ACCEPTED and 200 <= status < 300:
@@ -149,9 +191,19 @@ class ServerTransaction(TransactionBase):
             self.respond(make_response(self.request, 100))
 
     def _send(self, response: Any) -> None:
-        self.last_response = response
         self._last_data = response.serialize()
+        status = response.status
+        if status < 200 or self.keep_messages:
+            self.last_response = response
+            self._resend()
+            return
+        # a final: what follows only re-sends these bytes (see the class docstring)
+        self.last_response = SentFinal.of(status)
+        if not self.is_invite and self._address is None:
+            self._address = self._via_address()  # the fallback, while there is a request
         self._resend()
+        if not self.is_invite:
+            self.request = None
 
     def _resend(self) -> None:
         if self.done or self._send_bytes(self._last_data, self.address):
@@ -161,11 +213,11 @@ class ServerTransaction(TransactionBase):
         else:
             self._end(self.on_transport_error)
 
-    def _fire_g(self, interval: float) -> None:
+    def _fire_g(self) -> None:
         if self.state is not State.COMPLETED:
             return
-        following = min(interval * 2, self._timers.t2)
-        self._start("G", following, lambda: self._fire_g(following))
+        self._g_interval = following = min(self._g_interval * 2, self._timers.t2)
+        self._start("G", following, self._fire_g)
         self._resend()
 
     def _fire_h(self) -> None:
