@@ -187,3 +187,49 @@ def test_retransmission_timers_need_no_closure_per_transaction() -> None:
         closures = [o for o in kept(t, h) if isinstance(o, types.CellType) or
                     isinstance(o, types.FunctionType) and o.__closure__ is not None]
         assert closures == []
+
+
+# -- the layer's index: one entry per branch, a dict only when a branch is shared ----
+
+
+def _lifecycle_of_invite_and_cancel(cancel_first: bool) -> None:
+    h = Harness(trying_delay=None)
+    invite = h.server(request(method="INVITE"))
+    cancel = h.server(request(method="CANCEL"))
+    assert invite is not None and cancel is not None and len(h.layer) == 2
+    assert h.layer.find_server_transaction_for_cancel(request(method="CANCEL")) is invite
+    cancel.respond(make_response(cancel.request, 200, to_tag="me"))
+    if not cancel_first:
+        invite.respond(make_response(invite.request, 487, to_tag="me"))
+        assert h.layer.match_ack(request(method="ACK", to_tag="me"))
+        h.clock.advance(T4)  # Timer I: the INVITE leaves first
+        assert invite.state is State.TERMINATED and len(h.layer) == 1
+        assert h.server(request(method="CANCEL")) is None  # still absorbed: 200 again
+        assert h.transport.lines()[-1] == "SIP/2.0 200 OK"
+        assert h.layer.find_server_transaction_for_cancel(request(method="CANCEL")) is None
+        assert h.server(request(method="INVITE")) is not None  # a new transaction now
+    else:
+        h.clock.advance(64 * 0.5)  # Timer J: the CANCEL leaves first
+        assert cancel.state is State.TERMINATED and invite.state is State.PROCEEDING
+        assert h.server(request(method="INVITE")) is None  # retransmission, absorbed
+        assert h.layer.find_server_transaction_for_cancel(request(method="CANCEL")) is invite
+        new_cancel = h.server(request(method="CANCEL"))
+        assert new_cancel is not None and new_cancel is not cancel
+
+
+def test_invite_and_cancel_share_a_branch_and_leave_in_either_order() -> None:
+    _lifecycle_of_invite_and_cancel(cancel_first=False)
+    _lifecycle_of_invite_and_cancel(cancel_first=True)
+
+
+def test_every_index_entry_goes_when_its_transactions_end() -> None:
+    h = Harness(trying_delay=None)
+    for i in range(10):
+        for method in ("INVITE", "CANCEL", "OPTIONS"):
+            txn = h.server(request(method=method, branch=f"z9hG4bK{i % 4}-{method == 'OPTIONS'}"))
+            if txn is not None:
+                txn.respond(make_response(txn.request, 486 if method == "INVITE" else 200,
+                                          to_tag="me"))
+        h.clock.advance(1)
+    h.clock.advance(200)
+    assert len(h.layer) == 0 and h.layer._by_branch == {} and h.layer._legacy == {}

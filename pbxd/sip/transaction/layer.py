@@ -89,9 +89,10 @@ class TransactionLayer:
         self.on_server_terminated = on_server_terminated
         self._ids = itertools.count(1)
         self._servers: dict[str, ServerTransaction] = {}
-        self._by_branch: dict[BranchKey, dict[str, ServerTransaction]] = {}
+        # RFC 3261 branch -> its server transaction, or when several share the branch
+        # (an INVITE and its CANCEL) method -> transaction: no dict per transaction
+        self._by_branch: dict[BranchKey, ServerTransaction | dict[str, ServerTransaction]] = {}
         self._legacy: dict[tuple[Any, ...], ServerTransaction] = {}
-        self._server_keys: dict[str, tuple[str, Any, str]] = {}
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
         self.metrics: Any = None  # pbxd.web.metrics.Metrics (transaction), set by composition
         # made once: each transaction refers to these instead of a bound method of its own
@@ -127,8 +128,13 @@ class TransactionLayer:
             bkey = _UNMATCHABLE
         if bkey is not None and bkey is not _UNMATCHABLE:
             # RFC 3261 branch: one lookup serves the retransmission check and the index
-            by_method = self._by_branch.get(bkey)
-            existing = by_method.get(method) if by_method is not None else None
+            entry = self._by_branch.get(bkey)
+            if entry is None:
+                existing = None
+            elif isinstance(entry, dict):
+                existing = entry.get(method)
+            else:
+                existing = entry if entry.method == method else None
         elif bkey is None:
             existing = self._find_server(request, method)
         else:
@@ -141,8 +147,13 @@ class TransactionLayer:
                                 on_removed=self._on_server_removed)
         self._servers[txn.id] = txn
         if bkey is not None and bkey is not _UNMATCHABLE:
-            self._by_branch.setdefault(bkey, {})[method] = txn
-            self._server_keys[txn.id] = ("branch", bkey, method)
+            txn.layer_key = bkey
+            if entry is None:
+                self._by_branch[bkey] = txn
+            elif isinstance(entry, dict):
+                entry[method] = txn
+            else:
+                self._by_branch[bkey] = {entry.method: entry, method: txn}
         else:
             self._index_server(txn)
         if self.metrics is not None:
@@ -164,7 +175,12 @@ class TransactionLayer:
         try:
             bkey = _branch_key(cancel)
             if bkey is not None:
-                by_method = self._by_branch.get(bkey, {})
+                entry = self._by_branch.get(bkey)
+                if entry is None:
+                    return None
+                if not isinstance(entry, dict):
+                    return None if entry.method in ("CANCEL", "ACK") else entry
+                by_method = entry
                 if "INVITE" in by_method:
                     return by_method["INVITE"]
                 for method, txn in by_method.items():
@@ -180,7 +196,12 @@ class TransactionLayer:
         try:
             bkey = _branch_key(request)
             if bkey is not None:
-                return self._by_branch.get(bkey, {}).get(table_method)
+                entry = self._by_branch.get(bkey)
+                if entry is None:
+                    return None
+                if isinstance(entry, dict):
+                    return entry.get(table_method)
+                return entry if entry.method == table_method else None
             txn = self._legacy.get(_legacy_key(request, table_method))
             if txn is None or table_method != "INVITE":
                 return txn
@@ -194,35 +215,34 @@ class TransactionLayer:
             return None
 
     def _index_server(self, txn: ServerTransaction) -> None:
+        """Index a transaction without an RFC 3261 branch (or whose Via did not parse)."""
         # matched on its messages (RFC 2543: the To tags of request and response), or
-        # not matchable at all (its Via may not parse): it keeps them to the end
+        # not matchable at all: it keeps them to the end
         txn.keep_messages = True
         try:
-            bkey = _branch_key(txn.request)
-            if bkey is not None:
-                self._by_branch.setdefault(bkey, {})[txn.method] = txn
-                self._server_keys[txn.id] = ("branch", bkey, txn.method)
-            else:
-                lkey = _legacy_key(txn.request, txn.method)
-                self._legacy[lkey] = txn
-                self._server_keys[txn.id] = ("legacy", lkey, txn.method)
+            lkey = _legacy_key(txn.request, txn.method)
+            self._legacy[lkey] = txn
+            txn.layer_key = lkey
         except _KEY_ERRORS:
             self.log.info("{txn} {method} not matchable: bad Via/CSeq/From/To",
                           txn=txn.id, method=txn.method)
 
     def _server_removed(self, txn: ServerTransaction) -> None:
         self._servers.pop(txn.id, None)
-        where = self._server_keys.pop(txn.id, None)
-        if where is not None:
-            table, key, method = where
-            if table == "branch":
-                by_method = self._by_branch.get(key, {})
-                if by_method.get(method) is txn:
-                    del by_method[method]
-                    if not by_method:
-                        del self._by_branch[key]
-            elif self._legacy.get(key) is txn:
+        key = txn.layer_key
+        if key is None:
+            pass
+        elif txn.keep_messages:  # RFC 2543
+            if self._legacy.get(key) is txn:
                 del self._legacy[key]
+        else:
+            entry = self._by_branch.get(key)
+            if entry is txn:
+                del self._by_branch[key]
+            elif isinstance(entry, dict) and entry.get(txn.method) is txn:
+                del entry[txn.method]
+                if len(entry) == 1:
+                    [self._by_branch[key]] = entry.values()
         if self.on_server_terminated is not None:
             try:
                 self.on_server_terminated(txn)

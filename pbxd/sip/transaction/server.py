@@ -87,6 +87,7 @@ class ServerTransaction(TransactionBase):
         self.on_transport_error: ServerCallback | None = None
         self.state = State.PROCEEDING if self.is_invite else State.TRYING
         self.keep_messages = False
+        self.layer_key: Any = None  # the layer's: its key in _by_branch (or _legacy)
         self._last_data = b""
         self._address: tuple[str, int] | None = None
         self._g_interval = 0.0
