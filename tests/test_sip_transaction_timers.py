@@ -249,3 +249,18 @@ def test_the_layer_keeps_one_delayed_call_per_duration():
     assert 99 <= len(h.layer) <= 101
     h.clock.advance(1.01)
     assert len(h.layer) == 0 and h.clock.getDelayedCalls() == []
+
+
+def test_timers_pass_none_one_or_several_arguments_as_given():
+    clock = task.Clock()
+    queues = TimerQueues(clock)
+    got: list[tuple[Any, ...]] = []
+    queues.callLater(1, lambda *a: got.append(a))
+    queues.callLater(1, lambda *a: got.append(a), (1, 2))  # one argument that is a tuple
+    queues.callLater(1, lambda *a: got.append(a), None)
+    queues.callLater(1, lambda *a: got.append(a), "x", "y")
+    cancelled = queues.callLater(1, lambda *a: got.append(a), "never")
+    cancelled.cancel()
+    clock.advance(1)
+    assert got == [(), ((1, 2),), (None,), ("x", "y")]
+    assert not cancelled.active() and queues.pending() == 0

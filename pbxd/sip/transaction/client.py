@@ -97,12 +97,12 @@ class ClientTransaction(TransactionBase):
             self._interval = t.t1
         if self.is_invite:
             if not self.reliable:
-                self._start("A", t.t1, self._fire_a)
-            self._start("B", t.timeout, self._timed_out)
+                self._start("A", t.t1, ClientTransaction._fire_a)
+            self._start("B", t.timeout, ClientTransaction._timed_out)
         else:
             if not self.reliable:
-                self._start("E", t.t1, self._fire_e)
-            self._start("F", t.timeout, self._timed_out)
+                self._start("E", t.t1, ClientTransaction._fire_e)
+            self._start("F", t.timeout, ClientTransaction._timed_out)
 
     def cancel_timers(self) -> None:
         """Abandon the transaction: stop retransmitting, no further callbacks, leave the layer."""
@@ -111,7 +111,7 @@ class ClientTransaction(TransactionBase):
     def cancel_sent(self) -> None:
         """A CANCEL for this INVITE went out: give up 64*T1 later if no final came (§9.1)."""
         if self.is_invite and self.state in (State.CALLING, State.PROCEEDING):
-            self._start("cancel", self._timers.timeout, self._timed_out)
+            self._start("cancel", self._timers.timeout, ClientTransaction._timed_out)
 
     def transport_lost(self) -> None:
         """The connection the request went over closed before a final response."""
@@ -129,7 +129,7 @@ class ClientTransaction(TransactionBase):
         self._interval = following = self._interval * 2
         self.log.debug("{txn} timer A: INVITE retransmitted, next in {delay}s",
                        txn=self.id, delay=following)
-        self._start("A", following, self._fire_a)
+        self._start("A", following, ClientTransaction._fire_a)
 
     def _fire_e(self) -> None:
         if self.state not in (State.TRYING, State.PROCEEDING):
@@ -142,7 +142,7 @@ class ClientTransaction(TransactionBase):
         self._interval = following
         self.log.debug("{txn} timer E: {method} retransmitted, next in {delay}s",
                        txn=self.id, method=self.method, delay=following)
-        self._start("E", following, self._fire_e)
+        self._start("E", following, ClientTransaction._fire_e)
 
     def _timed_out(self) -> None:
         """Timer B or F, or the 64*T1 after a CANCEL (§9.1)."""
@@ -182,7 +182,7 @@ class ClientTransaction(TransactionBase):
                 self._stop_all()
                 self.state = State.ACCEPTED
                 self._linger()
-                self._start("M", self._timers.timeout, self._terminate)
+                self._start("M", self._timers.timeout, TransactionBase._terminate)
                 self._call(self.on_response, response)
             elif self.state is State.ACCEPTED:
                 self._call(self.on_response, response)
@@ -196,7 +196,7 @@ class ClientTransaction(TransactionBase):
             self.on_response = None  # retransmitted finals are only re-ACKed
             self._call(on_response, response)
             if not self.done:
-                self._start("D", 0 if self.reliable else self._timers.d, self._terminate)
+                self._start("D", 0 if self.reliable else self._timers.d, TransactionBase._terminate)
         elif self.state is State.COMPLETED:
             self.log.debug("{txn} final {status} retransmitted: ACK re-sent",
                            txn=self.id, status=status)
@@ -216,7 +216,7 @@ class ClientTransaction(TransactionBase):
         self.on_response = None  # retransmitted finals are absorbed
         self._call(on_response, response)
         if not self.done:
-            self._start("K", 0 if self.reliable else self._timers.t4, self._terminate)
+            self._start("K", 0 if self.reliable else self._timers.t4, TransactionBase._terminate)
 
     def _linger(self) -> None:
         """A final response came: nothing is sent or reported any more but ACKs (see

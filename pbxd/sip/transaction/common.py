@@ -142,12 +142,14 @@ class TransactionBase:
 
     # -- timers ---------------------------------------------------------------
 
-    def _start(self, name: str, delay: float, fn: Callable[[], object]) -> None:
-        """Start timer ``name``; a zero delay (reliable transports) fires at once.
+    def _start(self, name: str, delay: float, fn: Callable[[Any], object]) -> None:
+        """Start timer ``name``: ``fn(self)`` after ``delay``; a zero delay (reliable
+        transports) calls it at once.
 
-        ``fn`` (a bound method, or the transaction's shared ``_on_*`` ones) is what the
-        clock keeps: no wrapper, closure or argument tuple per timer. A timer that ran
-        stays in ``_calls`` (inactive) until the next start or stop of its name.
+        ``fn`` is a function of the class (``ServerTransaction._end``), not a bound
+        method: the clock keeps it and the transaction, nothing made per timer (the
+        transaction timer queues take a single argument without a tuple). A timer
+        that ran stays in ``_calls`` (inactive) until its name is started or stopped.
         """
         calls = self._calls
         if calls:
@@ -155,9 +157,9 @@ class TransactionBase:
         if self.done:
             return
         if delay <= 0:
-            fn()
+            fn(self)
             return
-        calls[name] = self._clock.callLater(delay, fn)
+        calls[name] = self._clock.callLater(delay, fn, self)
 
     def _stop(self, name: str) -> None:
         call = self._calls.pop(name, None)

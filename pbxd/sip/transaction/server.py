@@ -96,7 +96,7 @@ class ServerTransaction(TransactionBase):
         """Arm the automatic 100 Trying of an INVITE (§17.2.1) unless it is disabled."""
         delay = self._timers.trying_delay
         if self.is_invite and delay is not None:
-            self._start("trying", delay, self._auto_trying)
+            self._start("trying", delay, ServerTransaction._auto_trying)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -133,15 +133,15 @@ class ServerTransaction(TransactionBase):
                 self._send(response)
             elif status < 300:
                 self.state = State.ACCEPTED
-                self._start("L", self._timers.timeout, self._end)
+                self._start("L", self._timers.timeout, ServerTransaction._end)
                 self._send(response)
             else:
                 self.state = State.COMPLETED
                 t = self._timers
                 if not self.reliable:
                     self._g_interval = t.t1
-                    self._start("G", t.t1, self._fire_g)
-                self._start("H", t.timeout, self._fire_h)
+                    self._start("G", t.t1, ServerTransaction._fire_g)
+                self._start("H", t.timeout, ServerTransaction._fire_h)
                 self._send(response)
         elif self.is_invite and state is State.ACCEPTED and 200 <= status < 300:
             self._send(response)
@@ -152,7 +152,8 @@ class ServerTransaction(TransactionBase):
             else:
                 self.state = State.COMPLETED
                 self._send(response)
-                self._start("J", 0 if self.reliable else self._timers.timeout, self._end)
+                self._start("J", 0 if self.reliable else self._timers.timeout,
+                            ServerTransaction._end)
         else:
             self.log.warn("{txn} {method}: {status} dropped in state {state}",
                           txn=self.id, method=self.method, status=status, state=state)
@@ -181,7 +182,7 @@ class ServerTransaction(TransactionBase):
             self._stop("G")
             self._stop("H")
             self.state = State.CONFIRMED
-            self._start("I", 0 if self.reliable else self._timers.t4, self._end)
+            self._start("I", 0 if self.reliable else self._timers.t4, ServerTransaction._end)
         return True
 
     # -- internals --------------------------------------------------------------
@@ -218,7 +219,7 @@ class ServerTransaction(TransactionBase):
         if self.state is not State.COMPLETED:
             return
         self._g_interval = following = min(self._g_interval * 2, self._timers.t2)
-        self._start("G", following, self._fire_g)
+        self._start("G", following, ServerTransaction._fire_g)
         self._resend()
 
     def _fire_h(self) -> None:

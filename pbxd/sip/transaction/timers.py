@@ -31,15 +31,20 @@ __all__ = ["TimerQueues"]
 
 
 class _Timer:
-    """One timer: what ``callLater`` returns (``active``, ``cancel``)."""
+    """One timer: what ``callLater`` returns (``active``, ``cancel``).
 
-    __slots__ = ("when", "fn", "args", "queue")
+    ``args`` is the tuple of arguments, or with ``one`` set the single argument
+    itself (a transaction's timers are ``fn(txn)``: no tuple kept per timer).
+    """
 
-    def __init__(self, when: float, fn: Callable[..., Any], args: tuple[Any, ...],
+    __slots__ = ("when", "fn", "args", "one", "queue")
+
+    def __init__(self, when: float, fn: Callable[..., Any], args: Any, one: bool,
                  queue: _Queue) -> None:
         self.when = when
         self.fn: Callable[..., Any] | None = fn
         self.args = args
+        self.one = one
         self.queue = queue
 
     def active(self) -> bool:
@@ -50,7 +55,7 @@ class _Timer:
         """Do not run it (no error when it already ran or was cancelled)."""
         if self.fn is not None:
             self.fn = None
-            self.args = ()
+            self.args = None
             self.queue.cancelled()
 
     def getTime(self) -> float:  # noqa: N802 - IDelayedCall
@@ -87,7 +92,10 @@ class _Queue:
 
     def add(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> _Timer:
         clock = self.clock
-        timer = _Timer(clock.seconds() + self.delay, fn, args, self)
+        if len(args) == 1:
+            timer = _Timer(clock.seconds() + self.delay, fn, args[0], True, self)
+        else:
+            timer = _Timer(clock.seconds() + self.delay, fn, args, False, self)
         self.timers.append(timer)
         self.live += 1
         if self.call is None:
@@ -122,10 +130,13 @@ class _Queue:
             timers.popleft()
             args = timer.args
             timer.fn = None
-            timer.args = ()
+            timer.args = None
             self.live -= 1
             try:
-                fn(*args)
+                if timer.one:
+                    fn(args)
+                else:
+                    fn(*args)
             except Exception:
                 self.log.failure("transaction timer {fn!r} raised", fn=fn)
         self.call = None
