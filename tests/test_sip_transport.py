@@ -208,6 +208,32 @@ def test_udp_send_retries_eintr_ignores_refused_and_reports_other_errors():
     assert not proto.send(b"c", ("192.0.2.7", 5060))
 
 
+class CountingUDPPort(FakeUDPPort):
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.port, self.asked = port, 0
+
+    def getHost(self):  # noqa: N802
+        self.asked += 1
+        return IPv4Address("UDP", "127.0.0.1", self.port)
+
+
+def test_datagram_local_address_is_read_once_per_listening_port():
+    proto, _ = udp()
+    first = proto.transport = CountingUDPPort(5060)
+    assert [proto.local_address for _ in range(3)] == [("127.0.0.1", 5060)] * 3
+    assert first.asked == 1
+    second = proto.transport = CountingUDPPort(5070)  # listening again, elsewhere
+    assert proto.local_address == ("127.0.0.1", 5070)
+    assert second.asked == 1
+    unbound = proto.transport = CountingUDPPort(0)  # not bound yet: asked again next time
+    assert proto.local_address == ("127.0.0.1", 0)
+    assert proto.local_address == ("127.0.0.1", 0)
+    assert unbound.asked == 2
+    proto.transport = None
+    assert proto.local_address is None
+
+
 def test_datagram_protocol_provides_isiptransport():
     proto, _ = udp()
     assert verifyObject(ISIPTransport, proto)

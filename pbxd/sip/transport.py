@@ -142,14 +142,25 @@ class SIPDatagramProtocol(DatagramProtocol):
         self.max_headers = max_headers
         self.max_header_length = max_header_length
 
+    _local: tuple[Any, Address] | None = None  # (the port it was read from, its address)
+
     @property
     def local_address(self) -> Address | None:
-        """``(host, port)`` the port is bound to, None before it listens."""
+        """``(host, port)`` the port is bound to, None before it listens.
+
+        Read once per listening port: ``getHost`` is a ``getsockname`` system call and a new
+        address object, and the UA asks for it several times per call."""
         transport: Any = self.transport
         if transport is None:
             return None
+        local = self._local
+        if local is not None and local[0] is transport:
+            return local[1]
         host = transport.getHost()
-        return host.host, host.port
+        address = (host.host, host.port)
+        if host.port:  # bound (a port 0 that is not bound yet is not remembered)
+            self._local = (transport, address)
+        return address
 
     def _family(self) -> int:
         return getattr(self.transport, "addressFamily", socket.AF_INET)
