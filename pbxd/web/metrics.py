@@ -10,6 +10,8 @@ collide). The composition root builds one and hands it to whoever counts:
   ``auth_failure("admin")`` itself);
 - the calls layer: ``metrics.call_ended("answered")``;
 - the RTP relay: ``metrics.rtp(relayed=n, lost=m)``;
+- the counters are plain numbers in dicts (:class:`CounterFamily`, no lock: all of
+  this runs on the reactor thread), turned into Prometheus samples when scraped;
 - gauges read current state when scraped: ``metrics.watch("registrations",
   lambda: len(location.all_bindings()))``, likewise ``active_calls``, ``bans``
   and ``transactions``;
@@ -18,15 +20,19 @@ collide). The composition root builds one and hands it to whoever counts:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import prometheus_client.metrics
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily
 from twisted.application.service import Service
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
+from pbxd.sip.message import Response
 from pbxd.web.resources import APIError, JSONError
 
 __all__ = ["Metrics", "LoopLagMonitor", "MetricsPage", "metrics_resource"]
@@ -38,18 +44,81 @@ SIP_METHODS = frozenset({
     "INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE", "PRACK",
     "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
 })
+#: The method label of a known method's bytes, and the status of a status code's three
+#: digits: what :meth:`Metrics.sip_sent` reads without decoding or ``int()``.
+_METHOD_BYTES = {method.encode("ascii"): method for method in SIP_METHODS}
+_STATUS_BYTES = {str(status).encode("ascii"): status for status in range(100, 700)}
 
 
-def _method_label(method: str) -> str:
-    return method if method in SIP_METHODS else "other"
+class CounterFamily:
+    """A Prometheus counter kept as plain numbers and exported when scraped.
 
+    A :class:`prometheus_client.Counter` takes a lock per increment (and its
+    ``labels()`` more); pbxd counts on the reactor thread and is scraped there
+    (:class:`MetricsPage`), so a dict of label tuple -> count is enough. The
+    exposition is what a ``Counter`` of the same name, help and label names
+    gives: ``NAME_total`` and ``NAME_created`` per series (``_created`` from
+    the first count of that series, or from construction without labels; left
+    out after ``prometheus_client.disable_created_metrics()``), series in the
+    order they first counted. Label values are ``str()`` of the key's items,
+    ``None`` giving ``""``.
+    """
 
-def _status_label(status: int | None) -> str:
-    return "" if status is None or not 100 <= status <= 699 else str(status)
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...] = (),
+                 registry: CollectorRegistry | None = None) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        #: label values tuple -> count; what the counting methods add to
+        self.values: dict[tuple[Any, ...], float] = {}
+        self.created: dict[tuple[Any, ...], float] = {}
+        if not labelnames:
+            self.values[()] = 0
+            self.created[()] = time.time()
+        if registry is not None:
+            registry.register(self)
+
+    def inc(self, key: tuple[Any, ...] = (), amount: float = 1) -> None:
+        """Add ``amount`` (not negative) to the series ``key`` (a tuple of label values)."""
+        if amount < 0:
+            raise ValueError(f"{self.name}: counters only go up, not by {amount}")
+        values = self.values
+        if key in values:
+            values[key] += amount
+        else:
+            self.add(key, amount)
+
+    def add(self, key: tuple[Any, ...], amount: float) -> None:
+        """:meth:`inc`, starting the series if it is new (the slow path)."""
+        if key not in self.values:
+            if len(key) != len(self.labelnames):
+                raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {key!r}")
+            self.values[key] = 0
+            self.created[key] = time.time()
+        self.values[key] += amount
+
+    def describe(self) -> list[CounterMetricFamily]:
+        """The family without samples (the registry checks names with it)."""
+        return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """The family and one ``_total`` (and ``_created``) sample per series."""
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        created = self.created if prometheus_client.metrics._use_created else None
+        for key, count in list(self.values.items()):
+            labels = ["" if v is None else str(v) for v in key]
+            family.add_metric(labels, float(count),
+                              created=created[key] if created is not None else None)
+        yield family
 
 
 class Metrics:
-    """The counters and gauges of pbxd in a private registry."""
+    """The counters and gauges of pbxd in a private registry.
+
+    Counters are :class:`CounterFamily` (plain numbers, no lock), counted and
+    scraped on the reactor thread; gauges and the loop-lag histogram are
+    ``prometheus_client``'s own.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -60,37 +129,39 @@ class Metrics:
         self.transactions = Gauge(
             "pbxd_sip_transactions", "SIP transactions in progress", registry=r
         )
-        self.calls = Counter(
-            "pbxd_calls", "Calls ended, by disposition", ["disposition"], registry=r
+        self.calls = CounterFamily(
+            "pbxd_calls", "Calls ended, by disposition", ("disposition",), registry=r
         )
-        self.sip_messages = Counter(
+        #: keys (direction, method label, status or None): a method outside
+        #: SIP_METHODS is counted as "other" and a status outside 100-699 as None
+        self.sip_messages = CounterFamily(
             "pbxd_sip_messages",
             "SIP messages by direction (in/out), method and status ('' for requests)",
-            ["direction", "method", "status"],
+            ("direction", "method", "status"),
             registry=r,
         )
-        self._sip_children: dict[tuple[str, str, int | None], Any] = {}
-        self._children: dict[tuple[int, str], Any] = {}
-        self.transactions_started = Counter(
+        self.transactions_started = CounterFamily(
             "pbxd_sip_transactions_started",
             "SIP transactions created, by kind (client/server)",
-            ["kind"],
+            ("kind",),
             registry=r,
         )
-        self.auth_failures = Counter(
+        self.auth_failures = CounterFamily(
             "pbxd_auth_failures", "Failed authentications, by surface (sip/admin)",
-            ["surface"], registry=r,
+            ("surface",), registry=r,
         )
-        self.bans_added = Counter("pbxd_bans_added", "Bans imposed", registry=r)
-        self.rtp_relayed = Counter("pbxd_rtp_packets_relayed", "RTP packets relayed", registry=r)
-        self.rtp_lost = Counter("pbxd_rtp_packets_lost", "RTP packets lost (by sequence)",
-                                registry=r)
+        self.bans_added = CounterFamily("pbxd_bans_added", "Bans imposed", registry=r)
+        self.rtp_relayed = CounterFamily("pbxd_rtp_packets_relayed", "RTP packets relayed",
+                                         registry=r)
+        self.rtp_lost = CounterFamily("pbxd_rtp_packets_lost", "RTP packets lost (by sequence)",
+                                      registry=r)
         self.loop_lag = Histogram(
             "pbxd_event_loop_lag_seconds",
             "How late the reactor ran a timer",
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self._sip_counts = self.sip_messages.values
 
     def watch(self, gauge: str, read: Callable[[], float]) -> None:
         """Read ``gauge`` (registrations, active_calls, bans, transactions) from
@@ -99,30 +170,32 @@ class Metrics:
             raise ValueError(f"no such gauge {gauge!r}")
         getattr(self, gauge).set_function(read)
 
-    def _child(self, metric: Any, value: str) -> Any:
-        """``metric.labels(value)``, kept: ``labels()`` costs tens of µs (a lock, label
-        validation) and these run once per transaction or call. Bounded per metric."""
-        key = (id(metric), value)
-        child = self._children.get(key)
-        if child is None:
-            child = metric.labels(value)
-            if len(self._children) < 512:
-                self._children[key] = child
-        return child
-
     def sip_message(self, direction: str, method: str, status: int | None = None) -> None:
         """Count one SIP message; ``direction`` is 'in' or 'out', ``status`` None for requests."""
         key = (direction, method, status)
-        child = self._sip_children.get(key)
-        if child is None:  # labels() costs µs per message: keep the children (bounded)
-            child = self.sip_messages.labels(direction, _method_label(method),
-                                             _status_label(status))
-            if len(self._sip_children) < 512:
-                self._sip_children[key] = child
-        child.inc()
+        counts = self._sip_counts
+        if key in counts:  # only keys already in label form are ever stored
+            counts[key] += 1
+        else:
+            self._new_sip_message(key)
+
+    def _new_sip_message(self, key: tuple[str, str, int | None]) -> None:
+        direction, method, status = key
+        if method not in SIP_METHODS:
+            method = "other"
+        if status is not None and not 100 <= status <= 699:
+            status = None
+        self.sip_messages.add((direction, method, status), 1)
 
     def sip_received(self, message: Any) -> None:
         """Count one parsed incoming request or response (the controller calls this)."""
+        if message.__class__ is Response:  # no getattr(..., "method") raising inside
+            try:
+                cseq = message.cseq
+            except Exception:  # a CSeq that does not parse
+                cseq = None
+            self.sip_message("in", cseq.method if cseq is not None else "other", message.status)
+            return
         method = getattr(message, "method", None)
         if method is not None:
             self.sip_message("in", method)
@@ -134,7 +207,39 @@ class Metrics:
         self.sip_message("in", method, getattr(message, "status", None))
 
     def sip_sent(self, data: bytes) -> None:
-        """Count one serialized outgoing message (the transports call this on send)."""
+        """Count one serialized outgoing message (the transports call this on send).
+
+        A response counts under its status and the method of its CSeq, a request
+        under its method; known methods and 100-699 are looked up as bytes, anything
+        else takes :meth:`_sent_other` (decode, ``int()``)."""
+        if data.startswith(b"SIP/2.0 "):
+            start = data.find(b"\r\nCSeq:")
+            if start >= 0:
+                end = data.find(b"\r\n", start + 7)
+                method = _METHOD_BYTES.get(data[data.rfind(b" ", start, end) + 1:end])
+                status = _STATUS_BYTES.get(data[8:11])
+                if method is not None and status is not None and end > 0:
+                    key: tuple[str, str, int | None] = ("out", method, status)
+                    counts = self._sip_counts
+                    if key in counts:
+                        counts[key] += 1
+                    else:
+                        self.sip_messages.add(key, 1)
+                    return
+        else:
+            method = _METHOD_BYTES.get(data[:data.find(b" ")])
+            if method is not None:
+                key = ("out", method, None)
+                counts = self._sip_counts
+                if key in counts:
+                    counts[key] += 1
+                else:
+                    self.sip_messages.add(key, 1)
+                return
+        self._sent_other(data)
+
+    def _sent_other(self, data: bytes) -> None:
+        """:meth:`sip_sent` for what its byte lookups do not know."""
         if data.startswith(b"SIP/2.0 "):
             try:
                 status: int | None = int(data[8:11])
@@ -150,15 +255,15 @@ class Metrics:
 
     def transaction(self, kind: str) -> None:
         """Count one new transaction ('client' or 'server')."""
-        self._child(self.transactions_started, kind).inc()
+        self.transactions_started.inc((kind,))
 
     def call_ended(self, disposition: str) -> None:
         """Count one ended call (answered, busy, no_answer, failed, cancelled ...)."""
-        self._child(self.calls, disposition).inc()
+        self.calls.inc((disposition,))
 
     def auth_failure(self, surface: str) -> None:
         """Count one failed authentication on ``surface`` ('sip' or 'admin')."""
-        self._child(self.auth_failures, surface).inc()
+        self.auth_failures.inc((surface,))
 
     def ban_added(self) -> None:
         """Count one ban."""
@@ -167,9 +272,9 @@ class Metrics:
     def rtp(self, relayed: int = 0, lost: int = 0) -> None:
         """Add relayed and lost RTP packet counts."""
         if relayed:
-            self.rtp_relayed.inc(relayed)
+            self.rtp_relayed.inc((), relayed)
         if lost:
-            self.rtp_lost.inc(lost)
+            self.rtp_lost.inc((), lost)
 
     def observe_lag(self, seconds: float) -> None:
         """Record one event-loop lag sample."""
