@@ -61,7 +61,8 @@ class CounterFamily:
     the first count of that series, or from construction without labels; left
     out after ``prometheus_client.disable_created_metrics()``), series in the
     order they first counted. Label values are ``str()`` of the key's items,
-    ``None`` giving ``""``.
+    ``None`` giving ``""``. Each series is a one-item list (a cell), so a count is
+    one dict lookup and an in-place add.
     """
 
     def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...] = (),
@@ -69,12 +70,11 @@ class CounterFamily:
         self.name = name
         self.documentation = documentation
         self.labelnames = labelnames
-        #: label values tuple -> count; what the counting methods add to
-        self.values: dict[tuple[Any, ...], float] = {}
+        #: label values tuple -> [count]; what the counting methods add to
+        self.cells: dict[tuple[Any, ...], list[float]] = {}
         self.created: dict[tuple[Any, ...], float] = {}
         if not labelnames:
-            self.values[()] = 0
-            self.created[()] = time.time()
+            self.cell(())
         if registry is not None:
             registry.register(self)
 
@@ -82,20 +82,20 @@ class CounterFamily:
         """Add ``amount`` (not negative) to the series ``key`` (a tuple of label values)."""
         if amount < 0:
             raise ValueError(f"{self.name}: counters only go up, not by {amount}")
-        values = self.values
-        if key in values:
-            values[key] += amount
-        else:
-            self.add(key, amount)
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cell(key)
+        cell[0] += amount
 
-    def add(self, key: tuple[Any, ...], amount: float) -> None:
-        """:meth:`inc`, starting the series if it is new (the slow path)."""
-        if key not in self.values:
+    def cell(self, key: tuple[Any, ...]) -> list[float]:
+        """The cell of series ``key``, started (at 0, created now) if it is new."""
+        cell = self.cells.get(key)
+        if cell is None:
             if len(key) != len(self.labelnames):
                 raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {key!r}")
-            self.values[key] = 0
+            cell = self.cells[key] = [0]
             self.created[key] = time.time()
-        self.values[key] += amount
+        return cell
 
     def describe(self) -> list[CounterMetricFamily]:
         """The family without samples (the registry checks names with it)."""
@@ -105,9 +105,9 @@ class CounterFamily:
         """The family and one ``_total`` (and ``_created``) sample per series."""
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
         created = self.created if prometheus_client.metrics._use_created else None
-        for key, count in list(self.values.items()):
+        for key, cell in list(self.cells.items()):
             labels = ["" if v is None else str(v) for v in key]
-            family.add_metric(labels, float(count),
+            family.add_metric(labels, float(cell[0]),
                               created=created[key] if created is not None else None)
         yield family
 
@@ -161,7 +161,7 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
-        self._sip_counts = self.sip_messages.values
+        self._sip_cells = self.sip_messages.cells
 
     def watch(self, gauge: str, read: Callable[[], float]) -> None:
         """Read ``gauge`` (registrations, active_calls, bans, transactions) from
@@ -172,20 +172,17 @@ class Metrics:
 
     def sip_message(self, direction: str, method: str, status: int | None = None) -> None:
         """Count one SIP message; ``direction`` is 'in' or 'out', ``status`` None for requests."""
-        key = (direction, method, status)
-        counts = self._sip_counts
-        if key in counts:  # only keys already in label form are ever stored
-            counts[key] += 1
-        else:
-            self._new_sip_message(key)
+        cell = self._sip_cells.get((direction, method, status))
+        if cell is None:  # only keys already in label form are ever stored
+            cell = self._sip_cell(direction, method, status)
+        cell[0] += 1
 
-    def _new_sip_message(self, key: tuple[str, str, int | None]) -> None:
-        direction, method, status = key
+    def _sip_cell(self, direction: str, method: str, status: int | None) -> list[float]:
         if method not in SIP_METHODS:
             method = "other"
         if status is not None and not 100 <= status <= 699:
             status = None
-        self.sip_messages.add((direction, method, status), 1)
+        return self.sip_messages.cell((direction, method, status))
 
     def sip_received(self, message: Any) -> None:
         """Count one parsed incoming request or response (the controller calls this)."""
@@ -213,28 +210,24 @@ class Metrics:
         under its method; known methods and 100-699 are looked up as bytes, anything
         else takes :meth:`_sent_other` (decode, ``int()``)."""
         if data.startswith(b"SIP/2.0 "):
-            start = data.find(b"\r\nCSeq:")
-            if start >= 0:
-                end = data.find(b"\r\n", start + 7)
-                method = _METHOD_BYTES.get(data[data.rfind(b" ", start, end) + 1:end])
+            # partition, not find(sub, start, end): no argument parsing per call
+            line = data.partition(b"\r\nCSeq:")[2].partition(b"\r\n")
+            if line[1]:
+                method = _METHOD_BYTES.get(line[0].rpartition(b" ")[2])
                 status = _STATUS_BYTES.get(data[8:11])
-                if method is not None and status is not None and end > 0:
-                    key: tuple[str, str, int | None] = ("out", method, status)
-                    counts = self._sip_counts
-                    if key in counts:
-                        counts[key] += 1
-                    else:
-                        self.sip_messages.add(key, 1)
+                if method is not None and status is not None:
+                    cell = self._sip_cells.get(("out", method, status))
+                    if cell is None:
+                        cell = self.sip_messages.cell(("out", method, status))
+                    cell[0] += 1
                     return
         else:
             method = _METHOD_BYTES.get(data[:data.find(b" ")])
             if method is not None:
-                key = ("out", method, None)
-                counts = self._sip_counts
-                if key in counts:
-                    counts[key] += 1
-                else:
-                    self.sip_messages.add(key, 1)
+                cell = self._sip_cells.get(("out", method, None))
+                if cell is None:
+                    cell = self.sip_messages.cell(("out", method, None))
+                cell[0] += 1
                 return
         self._sent_other(data)
 
