@@ -36,6 +36,20 @@ def testdata_dir() -> Path | None:
 testdata_dir.__test__ = False  # not a test, despite the name
 
 
+def sip_corpus() -> list[bytes]:
+    """Every message of :mod:`tests.sipmessages`, then the RFC 4475 and RFC 5118 torture
+    messages when the shared corpus is there (the seeds of the parser equivalence and fuzz
+    tests)."""
+    from tests import sipmessages
+
+    seeds = list(sipmessages.ALL.values())
+    root = testdata_dir()
+    if root is not None:
+        for folder in ("rfc4475", "rfc5118"):
+            seeds += [p.read_bytes() for p in sorted(Path(root, folder).glob("*.sip"))]
+    return seeds
+
+
 @pytest.fixture
 def testdata() -> Path:
     """The shared test corpus directory; skips the test when it is absent."""

@@ -10,8 +10,6 @@ serialized and parsed again.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,21 +18,12 @@ from pbxd.rtp.packet import RtcpPacket, RtpPacket, RTPParseError, peek_header
 from pbxd.sdp.session import SDPParseError, SessionDescription
 from pbxd.sip.parser import StreamFramer, parse_message
 from tests import sipmessages
-from tests.conftest import testdata_dir
+from tests.conftest import sip_corpus
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _corpus() -> list[bytes]:
-    seeds = list(sipmessages.ALL.values())
-    root = testdata_dir()
-    if root is not None:
-        for folder in ("rfc4475", "rfc5118"):
-            seeds += [p.read_bytes() for p in sorted(Path(root, folder).glob("*.sip"))]
-    return seeds
-
-
-SIP_SEEDS = _corpus()
+SIP_SEEDS = sip_corpus()
 SDP_SEEDS = [m.split(b"\r\n\r\n", 1)[1] for m in SIP_SEEDS if b"\r\nv=0" in m and b"\r\n\r\n" in m]
 RTP_SEED = bytes([0x80, 0x00, 0x12, 0x34, 0, 0, 0, 160, 0xDE, 0xAD, 0xBE, 0xEF]) + b"\xff" * 160
 RTCP_SEED = bytes.fromhex("81c8000c" "deadbeef" "00000000" "00000000" "00000000" "00000000" "00000000"

@@ -4,7 +4,6 @@ every message the one-pass parse refuses gets the step-by-step error."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,19 +13,9 @@ from hypothesis import strategies as st
 from pbxd.errors import SIPParseError
 from pbxd.sip import parser
 from tests import sipmessages
-from tests.conftest import testdata_dir
+from tests.conftest import sip_corpus
 
-
-def _corpus() -> list[bytes]:
-    seeds = list(sipmessages.ALL.values())
-    root = testdata_dir()
-    if root is not None:
-        for folder in ("rfc4475", "rfc5118"):
-            seeds += [p.read_bytes() for p in sorted(Path(root, folder).glob("*.sip"))]
-    return seeds
-
-
-SEEDS = _corpus()
+SEEDS = sip_corpus()
 
 
 def _slow(data: bytes) -> Any:

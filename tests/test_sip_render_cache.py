@@ -5,7 +5,6 @@ which keep no text, are the reference)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from pbxd.sip.headers import split_list
 from pbxd.sip.parser import parse_message
 from pbxd.sip.uri import URI, CSeq, NameAddr, Via
 from tests import sipmessages
-from tests.conftest import testdata_dir
+from tests.conftest import sip_corpus
 
 
 def _fresh_uri(u: URI) -> URI:
@@ -39,15 +38,6 @@ def ref_via(v: Via) -> str:
     return str(Via(v.transport, v.host, v.port, dict(v.params), v.protocol))
 
 
-def _messages() -> list[bytes]:
-    seeds = list(sipmessages.ALL.values())
-    root = testdata_dir()
-    if root is not None:
-        for folder in ("rfc4475", "rfc5118"):
-            seeds += [p.read_bytes() for p in sorted(Path(root, folder).glob("*.sip"))]
-    return seeds
-
-
 def _values() -> tuple[list[str], list[str], list[str]]:
     uris, addrs, vias = [
         "sip:1000@127.0.0.1", "sip:1000@127.0.0.1:5060;transport=UDP", "sip:a@B.example.com",
@@ -67,7 +57,7 @@ def _values() -> tuple[list[str], list[str], list[str]]:
         "SIP/2.0/UDP h;branch=z9hG4bKabc;received=1.2.3.4;rport=5", "SIP/2.0/UDP h;branch=a,b",
         "SIP/2.0/UDP h;branch=\u00e9;rport", "SIP/2.0/UDP h;branch=a;rport;rport",
     ]
-    for data in _messages():
+    for data in sip_corpus():
         try:
             msg = parse_message(data)
         except SIPParseError:
