@@ -231,6 +231,18 @@ def format_params(params: dict[str, str | None]) -> str:
     return out
 
 
+
+def _uri_from_parts(cls: Any, parts: tuple[Any, ...]) -> Any:
+    """A ``cls`` (URI) built from a cached parse ``(scheme, user, password, host, port,
+    param items, raw)``: what :meth:`URI.parse` returns for text it has parsed before."""
+    uri = _new(cls)
+    uri.scheme, uri.user, uri.password, uri.host, uri.port, items, uri._raw = parts
+    uri.params = dict(items) if items else {}
+    uri.headers = {}
+    uri.opaque = None
+    uri._snap = parts
+    return uri
+
 class URI:
     """A sip:, sips: or tel: URI (other schemes are kept opaque in ``opaque``).
 
@@ -273,13 +285,7 @@ class URI:
         if cached is None:
             cached = _parse_fast_uri(text)
         if cached is not None:
-            uri = _new(cls)
-            uri.scheme, uri.user, uri.password, uri.host, uri.port, items, uri._raw = cached
-            uri.params = dict(items) if items else {}
-            uri.headers = {}
-            uri.opaque = None
-            uri._snap = cached
-            return uri
+            return _uri_from_parts(cls, cached)
         scheme, colon, rest = text.partition(":")
         if not colon or not rest or _WS_RE.search(text) or not _SCHEME_RE.match(scheme):
             raise SIPParseError("bad URI")
@@ -587,13 +593,8 @@ class NameAddr:
             uparts = cached[4]
             if uparts is None:
                 uri = URI.parse(cached[1])
-            else:  # URI.parse from its cache, inline
-                uri = _new(URI)
-                uri.scheme, uri.user, uri.password, uri.host, uri.port, uitems, uri._raw = uparts
-                uri.params = dict(uitems) if uitems else {}
-                uri.headers = {}
-                uri.opaque = None
-                uri._snap = uparts
+            else:  # URI.parse from its cache, without the lookup
+                uri = _uri_from_parts(URI, uparts)
         else:
             fast = _parse_fast_nameaddr(text)
             if fast is not None:
