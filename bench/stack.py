@@ -151,6 +151,7 @@ def build(workdir: Path, count: int) -> tuple[Reactor, Any, FakePort]:
         "sip": {"listen": ["udp:5060:interface=127.0.0.1"]},
         "store": {"url": f"sqlite:{workdir / 'pbxd.sqlite'}"},
         "rtp": {"port_range": [30000, 39999]},
+        "registrar": {"qualify_interval": 0},  # as in the SIPp benchmarks (the harness)
         "security": {"rate_limit": {"requests": 0}, "max_failed_attempts": 0},
         "limits": {"max_transactions_per_source": 10_000_000,
                    "max_dialogs_per_source": 10_000_000,

@@ -41,6 +41,7 @@ from pbxd.sip.controller import SIPController
 from pbxd.sip.digest import NonceCounter, NonceSource
 from pbxd.sip.location import LocationService
 from pbxd.sip.overload import OverloadGuard
+from pbxd.sip.qualify import Qualifier, options_maker
 from pbxd.sip.registrar import Registrar
 from pbxd.sip.transaction import TransactionLayer
 from pbxd.sip.transport import (
@@ -134,6 +135,8 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
 
     listeners = ListenerSet(state, stack, reactor, state_dir)
     listeners.open(config)
+    install_qualifier(config, reactor, parent=state, location=registrar.location, stack=stack,
+                      ua=calls.deps.ua)
     reloader = top.reloader = Reloader(config)  # more parts: reloader.register(name, apply)
     admin = build_admin(config, reactor, stores=stores, location=registrar.location, bans=bans,
                         metrics=metrics, extra_routes=[
@@ -159,6 +162,20 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
 
 
 # -- calls and the dialplan: pbxd/wiring_dialplan.py -------------------------------
+
+
+def install_qualifier(config: Config, reactor: Any, *, parent: Any, location: Any,
+                      stack: SIPStack, ua: Any) -> Qualifier:
+    """OPTIONS to every binding each ``registrar.qualify_interval`` (0: none are sent); a
+    binding that does not answer within ``registrar.qualify_timeout`` is not called until
+    it answers again. Started after the listeners, so that its first round can send."""
+    reg = config.registrar
+    qualifier = Qualifier(location, stack.transactions, reactor, reg.qualify_interval,
+                          reg.qualify_timeout, options_maker(ua, config.pbx.realm),
+                          connector=stack.connector)
+    qualifier.setName("qualify")
+    qualifier.setServiceParent(parent)
+    return qualifier
 
 
 def wire_metrics(metrics: Any, stack: SIPStack, calls: Any) -> None:

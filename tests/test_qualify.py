@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pbxd.sip.location import LocationService
 from pbxd.sip.message import Request, make_response
 from pbxd.sip.parser import parse_message
-from pbxd.sip.qualify import Qualifier
+from pbxd.sip.qualify import Qualifier, options_maker
 from pbxd.sip.transaction import TransactionLayer, new_branch
 from pbxd.sip.uri import URI
 
@@ -184,3 +184,30 @@ def test_interval_zero_disables_qualify():
     h.qualifier.startService()
     h.clock.advance(100)
     assert h.transport.sent == []
+
+
+def test_options_maker_routes_through_path_with_our_via_and_contact():
+    from pbxd.sip.ua import UserAgent
+
+    clock = Clock()
+    layer = TransactionLayer(clock)
+    ua = UserAgent(layer, None, clock)
+    location = LocationService(clock)
+    binding = location.make_binding(
+        aor="1000", contact="sip:1000@10.0.0.7:5060", uri=URI.parse("sip:1000@10.0.0.7:5060"),
+        expires_at=3600, call_id="c", cseq=1, flow=("UDP", "203.0.113.9", 40000),
+        path=("<sip:edge.example.net;lr>", "<sip:inner.example.net;lr>"))
+    make = options_maker(ua, "pbx.test")
+    transport = FakeTransport()
+    one = make(binding, transport, ("203.0.113.9", 40000))
+    wire = parse_message(one.serialize())  # what goes out parses back
+    assert wire.method == "OPTIONS" and str(wire.uri) == "sip:1000@10.0.0.7:5060"
+    assert wire.getall("Route") == ["<sip:edge.example.net;lr>", "<sip:inner.example.net;lr>"]
+    assert wire.top_via.host == "192.0.2.1" and wire.top_via.branch.startswith("z9hG4bK")
+    assert wire.get("Contact") == "<sip:pbx@192.0.2.1:5060>"
+    assert wire.from_.tag and wire.cseq.method == "OPTIONS"
+    other = make(binding, transport, ("203.0.113.9", 40000))
+    assert (other.call_id, other.top_via.branch, other.from_.tag) != (
+        one.call_id, one.top_via.branch, one.from_.tag)  # each probe is a new request
+    binding.path = ()
+    assert make(binding, transport, ("203.0.113.9", 40000)).getall("Route") == []

@@ -12,6 +12,9 @@ NAT flow or the TCP/TLS connection, which also keeps NAT pinholes open).
 
 At most ``max_in_flight`` probes are outstanding; the others wait in a queue,
 so a PBX with thousands of phones sends a steady trickle, not a burst.
+
+:func:`options_maker` builds the OPTIONS the server sends (``registrar.qualify_interval``,
+``registrar.qualify_timeout``; :func:`pbxd.service.make_service` starts the Qualifier).
 """
 
 from __future__ import annotations
@@ -26,7 +29,35 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pbxd.sip.dialog import new_call_id, new_tag
+from pbxd.sip.message import Request
+
 UNREACHABLE_STATUSES = frozenset({408, 503})
+
+
+def options_maker(ua: Any, realm: str) -> Callable[[Any, Any, tuple[str, int]], Request]:
+    """``make_options`` for a :class:`Qualifier`: an OPTIONS to a binding's Contact.
+
+    ``ua`` (a :class:`pbxd.sip.ua.UserAgent`) gives our Via and Contact for the transport
+    the OPTIONS goes on. A binding registered through a proxy that added Path (RFC 3327)
+    gets its Path values as Route headers, so the proxy can find the phone's flow.
+    """
+
+    def make_options(binding: Any, transport: Any, address: tuple[str, int]) -> Request:
+        request = Request("OPTIONS", binding.uri.copy())
+        for hop in binding.path:
+            request.add("Route", hop)
+        request.add("Max-Forwards", "70")
+        request.add("From", f"<sip:pbx@{realm}>;tag={new_tag()}")
+        request.add("To", f"<{binding.uri}>")
+        request.add("Call-ID", new_call_id(realm))
+        request.add("CSeq", "1 OPTIONS")
+        request.add("Contact", ua.contact(transport, address))
+        request.add("Accept", "application/sdp")
+        ua.add_via(request, transport, address)
+        return request
+
+    return make_options
 
 
 class _Probe:
