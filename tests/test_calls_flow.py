@@ -127,6 +127,26 @@ def test_cancel_before_answer_gives_487_and_cancels_the_fork(world: World) -> No
     assert cdr["disposition"] == "CANCELLED" and cdr["hangup_side"] == "caller"
 
 
+def test_a_callee_registered_through_a_path_gets_it_as_route_on_invite_and_cancel(
+        world: World) -> None:
+    path = ("<sip:edge.example.net;lr;ob>", "<sip:192.0.2.99:5070;lr>")
+    a = world.phone("1000", A_ADDR, register=False)
+    b = world.phone("1001", B_ADDR)
+    world.location.bindings["1001"][0].path = path  # RFC 3327: the route to the phone
+    a.invite("1001")
+    invite = b.new()[-1]
+    assert invite.method == "INVITE" and invite.getall("Route") == list(path)
+    b.answer(invite, 180)
+    a.cancel()
+    cancel = b.new()[-1]
+    assert cancel.method == "CANCEL" and cancel.getall("Route") == list(path)  # §9.1
+    b.answer(cancel, 200)
+    b.answer(invite, 487)
+    ack = b.new()[-1]
+    assert ack.method == "ACK" and ack.getall("Route") == list(path)  # §17.1.1.3
+    assert world.manager.calls == {}
+
+
 def test_no_answer_timeout_cancels_forks_and_gives_480(world: World) -> None:
     a, (b,), (invite,) = ringing(world)
     b.answer(invite, 180)

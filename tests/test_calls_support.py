@@ -79,6 +79,7 @@ class RtpPort:
 class FakeBinding:
     uri: URI
     destination: tuple[Any, tuple[str, int]]
+    path: tuple[str, ...] = ()
 
 
 @dataclass

@@ -68,11 +68,13 @@ class CallDeps:
 
 @dataclass
 class Target:
-    """Where one fork goes: ``(transport or name, (host, port))`` and the Contact URI."""
+    """Where one fork goes: ``(transport or name, (host, port))`` and the Contact URI;
+    ``route``: the binding's Path (RFC 3327), sent as Route headers of the INVITE."""
 
     destination: tuple[Any, tuple[str, int]]
     uri: Any
     extension: str
+    route: tuple[str, ...] = ()
 
 
 def best_status(statuses: list[int]) -> int:
@@ -181,7 +183,8 @@ class Call:
         for n, target in enumerate(targets, start=1):
             fork = OutboundLeg(f"{self.id}-b{n}", deps.ua, self, deps.registry,
                                target.destination, target.uri, from_,
-                               f"<sip:{target.extension}@{deps.realm}>", deps.host)
+                               f"<sip:{target.extension}@{deps.realm}>", deps.host,
+                               route=target.route)
             fork.on_terminated = self._leg_terminated
             self.forks.append(fork)
             self._legs_left += 1

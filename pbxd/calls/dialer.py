@@ -102,7 +102,8 @@ class Dialer:
         for n, target in enumerate(self.targets, start=1):
             fork = OutboundLeg(f"{self.name}{n}", deps.ua, self, deps.registry,
                                target.destination, target.uri, self.from_,
-                               f"<sip:{target.extension}@{deps.realm}>", deps.host)
+                               f"<sip:{target.extension}@{deps.realm}>", deps.host,
+                               route=target.route)
             fork.on_terminated = self.owner.leg_terminated
             self.owner.leg_added()
             self.forks.append(fork)

@@ -196,7 +196,7 @@ class CallManager(Service):
         for number in numbers:
             for binding in self.location.lookup(number):
                 destination = self.location.target(binding)
-                targets.append(Target(destination, binding.uri, number))
+                targets.append(Target(destination, binding.uri, number, binding.path))
         if not targets:
             self.log.info("{caller} dialled {dialled}: not reachable", caller=caller,
                           dialled=dialled)

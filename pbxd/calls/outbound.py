@@ -19,16 +19,21 @@ class OutboundLeg(Leg):
     :param request_uri: the binding's Contact URI.
     :param from_: our From (without tag), e.g. ``"Alice" <sip:1000@realm>``.
     :param to: the To, e.g. ``<sip:1001@realm>``.
+    :param route: Route header values for the INVITE (the binding's Path, RFC 3327 s5.3:
+        a registrar's Path is the route to the phone); its CANCEL and the ACK of a failure
+        copy them, requests in the dialog use the dialog's route set.
     """
 
     table = OUTBOUND
     role = "callee"
 
     def __init__(self, leg_id: str, ua: Any, call: Any, registry: Any, target: Any,
-                 request_uri: Any, from_: str, to: str, host: str = "pbxd") -> None:
+                 request_uri: Any, from_: str, to: str, host: str = "pbxd", *,
+                 route: tuple[str, ...] = ()) -> None:
         super().__init__(leg_id, ua, call, registry)
         self.target = target
         self.request_uri = request_uri
+        self.route = route
         self.call_id = new_call_id(host)
         self.local_tag = new_tag()
         self.from_ = f"{from_};tag={self.local_tag}"
@@ -64,6 +69,8 @@ class OutboundLeg(Leg):
             return
         self.transport, self.address = transport, self.target[1]
         invite = Request("INVITE", self.request_uri.copy())
+        for hop in self.route:
+            invite.add("Route", hop)
         invite.add("Max-Forwards", "70")
         invite.add("From", self.from_)
         invite.add("To", self.to)

@@ -71,7 +71,7 @@ class SessionStarter:
                                   uri.user or target))
                 continue
             for binding in location.lookup(target):
-                out.append(Target(location.target(binding), binding.uri, target))
+                out.append(Target(location.target(binding), binding.uri, target, binding.path))
         return out
 
     # -- calls from phones -------------------------------------------------------
