@@ -161,9 +161,6 @@ def make_service(config: Config, reactor: Any = None, *, database: Any = None) -
     return top
 
 
-# -- calls and the dialplan: pbxd/wiring_dialplan.py -------------------------------
-
-
 def install_qualifier(config: Config, reactor: Any, *, parent: Any, location: Any,
                       stack: SIPStack, ua: Any) -> Qualifier:
     """OPTIONS to every binding each ``registrar.qualify_interval`` (0: none are sent); a
@@ -176,6 +173,9 @@ def install_qualifier(config: Config, reactor: Any, *, parent: Any, location: An
     qualifier.setName("qualify")
     qualifier.setServiceParent(parent)
     return qualifier
+
+
+# -- calls and the dialplan: pbxd/wiring_dialplan.py -------------------------------
 
 
 def wire_metrics(metrics: Any, stack: SIPStack, calls: Any) -> None:
