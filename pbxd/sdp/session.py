@@ -417,11 +417,6 @@ def _parse_media(number: int, value: str) -> MediaDescription:
     return section
 
 
-def _parse_attribute(value: str) -> tuple[str, str | None]:
-    name, colon, rest = value.partition(":")
-    return (name, rest) if colon else (name, None)
-
-
 def _parse(text: str | bytes) -> SessionDescription:
     lines = _split_lines(_decode(text))
     if not lines or lines[0][1] != "v":

@@ -341,8 +341,3 @@ class Headers:
         if not self.live:
             return [f"{n}: {v}" for _, n, v in self.entries]
         return [f"{n}: {v}" for n, v in self]
-
-
-def is_rendered(key: str) -> bool:
-    """True if the typed value of ``key`` is a mutable object written back on output."""
-    return key in _RENDERED

@@ -152,10 +152,6 @@ def nat_detected(uri: URI, source_host: str, rport: bool) -> bool:
     )
 
 
-def _q(binding: Binding) -> float:
-    return 1.0 if binding.q is None else binding.q
-
-
 def _order(binding: Binding) -> tuple[float, float]:
     """Sort key of :meth:`LocationService.bindings`: best q first, then newest."""
     q = binding.q

@@ -430,13 +430,6 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
-def _copy_values(src: Headers, key: str, name: str, dst: list[tuple[str, str, str]]) -> None:
-    if key in src.live:
-        dst.extend([(key, name, v) for v in src._rendered(key)])
-    else:
-        dst.extend([(key, name, v) for k, _, v in src.entries if k == key])
-
-
 #: the headers make_response copies, with the name it writes them under
 _COPIED = {"via": "Via", "record-route": "Record-Route", "from": "From", "to": "To",
            "call-id": "Call-ID", "cseq": "CSeq", "timestamp": "Timestamp"}
