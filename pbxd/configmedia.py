@@ -34,7 +34,7 @@ def voicemail(value: Any, base_dir: str) -> VoicemailConfig:
         min_message_seconds=s.get("min_message_seconds", v.duration, d.min_message_seconds,
                                   positive=False),
         max_messages=s.get("max_messages", v.integer, d.max_messages, low=1),
-        greeting_dir=s.get("greeting_dir", v.optional(v.path), None, base_dir=base_dir),
+        greeting_dir=s.get("greeting_dir", v.optional(v.directory), None, base_dir=base_dir),
         silence_seconds=s.get("silence_seconds", v.duration, d.silence_seconds, positive=False),
         unsolicited_mwi=s.get("unsolicited_mwi", v.boolean, d.unsolicited_mwi),
         email=_email(s.data.get("email"), "voicemail.email"),

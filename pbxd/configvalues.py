@@ -227,6 +227,14 @@ def path(value: object, key: str, *, base_dir: str) -> str:
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(text)))
 
 
+def directory(value: object, key: str, *, base_dir: str) -> str:
+    """A path (resolved like :func:`path`) of a directory that exists."""
+    full = path(value, key, base_dir=base_dir)
+    if not os.path.isdir(full):
+        raise ConfigError(key, f"no such directory: {full}")
+    return full
+
+
 def readable_file(value: object, key: str, *, base_dir: str) -> str:
     """A path (resolved like :func:`path`) of a file that can be opened for reading."""
     full = path(value, key, base_dir=base_dir)

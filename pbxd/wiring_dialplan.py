@@ -62,6 +62,13 @@ def build_services(config: Config) -> dict[Any, Any]:
     return {}
 
 
+def custom_prompt_dirs(config: Config) -> tuple[str, ...]:
+    """Where a prompt name is looked up before pbxd's own prompts: ``voicemail.greeting_dir``
+    (``NAME.wav`` there replaces the prompt NAME everywhere, as Asterisk's sounds do)."""
+    folder = config.voicemail.greeting_dir
+    return (folder,) if folder else ()
+
+
 def make_calls(config: Config, reactor: Any, location: Any, cdr_store: Any,
                 extensions: Any) -> Any:
     """The B2BUA: a CallManager with RTP ports from ``rtp:`` (SIP parts attached later)."""
@@ -85,7 +92,8 @@ def make_calls(config: Config, reactor: Any, location: Any, cdr_store: Any,
     manager = CallManager(deps, None, location, ExtensionRouter(extensions), cdr_store,
                           rtp_timeout=rtp.timeout,
                           dialplan=DialplanSeam(compile_dialplan(config)),
-                          services=build_services(config))
+                          services=build_services(config),
+                          prompt_dirs=custom_prompt_dirs(config))
     manager.setName("calls")
     return manager
 

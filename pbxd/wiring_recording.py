@@ -33,6 +33,7 @@ from pbxd.configschema import Config
 from pbxd.interfaces import IRecordingService
 from pbxd.prompts import resolve_prompt
 from pbxd.store.recordings import RecordingStore, RetentionSweeper
+from pbxd.wiring_dialplan import custom_prompt_dirs
 
 __all__ = ["Recording", "RecordingService", "install_recording", "recorded_extensions"]
 
@@ -95,7 +96,7 @@ def install_recording(config: Config, reactor: Any, *, parent: Any, calls: Any,
     store = RecordingStore(section.folder or os.path.join(state_dir, "recordings"),
                            run_blocking=run_blocking)
     try:
-        announcement: str | None = resolve_prompt(ANNOUNCEMENT)
+        announcement: str | None = resolve_prompt(ANNOUNCEMENT, custom_prompt_dirs(config))
     except (FileNotFoundError, ValueError):
         announcement = None
     recorder = CallRecorder(reactor, store, section, recorded=recorded_extensions(config),

@@ -118,6 +118,8 @@ BAD = [
     ({"registrar": {"nat": "sometimes"}}, "registrar.nat", "not one of"),
     ({"registrar": {"max_contacts": 0}}, "registrar.max_contacts", "out of range"),
     ({"registrar": {"qualify_interval": -1}}, "registrar.qualify_interval", "at least 0"),
+    ({"voicemail": {"greeting_dir": "no-such-folder"}}, "voicemail.greeting_dir",
+     "no such directory"),
     ({"rtp": {"address": "localhost"}}, "rtp.address", "not an IPv4 or IPv6 address"),
     ({"rtp": {"port_range": [10001, 20000]}}, "rtp.port_range[0]", "even"),
     ({"rtp": {"port_range": [20000, 10000]}}, "rtp.port_range", "below last port"),
