@@ -104,7 +104,7 @@ def connect_calls(manager: Any, stack: Any, config: Config, reactor: Any) -> Non
 
     ua = UserAgent(stack.transactions, stack.connector, reactor,
                    external_address=config.pbx.external_address,
-                   user_agent=config.pbx.user_agent)
+                   user_agent=config.pbx.user_agent, max_forwards=config.calls.max_forwards)
     manager.transactions = stack.transactions
     manager.deps.ua = ua
     stack.connector.connect = lambda name, address: _connect_stream(

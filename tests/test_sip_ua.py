@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 
 from pbxd.sip.message import Request, make_response
 from pbxd.sip.parser import parse_message
-from pbxd.sip.transaction import TransactionLayer
+from pbxd.sip.transaction import TransactionLayer, make_cancel
 from pbxd.sip.ua import UserAgent
 
 INVITE = (
@@ -162,3 +162,19 @@ def test_sips_target_is_never_sent_over_an_insecure_transport() -> None:
     timeouts = []
     ua.send_to(request, ("TCP", PHONE), on_response=None, on_timeout=lambda: timeouts.append(1))
     assert wire.sent == [] and timeouts == [1]
+
+
+def test_our_requests_carry_calls_max_forwards_and_a_cancel_copies_its_invites() -> None:
+    clock = Clock()
+    layer = TransactionLayer(clock, trying_delay=None)
+    ua = UserAgent(layer, None, clock, max_forwards=20)
+    wire = Wire("UDP")
+    invite = Request("INVITE", "sip:1000@192.0.2.10:5062")
+    for name, value in (("From", "<sip:1001@pbx.test>;tag=b"), ("To", "<sip:1000@pbx.test>"),
+                        ("Call-ID", "c2"), ("CSeq", "1 INVITE")):
+        invite.add(name, value)
+    ua.send_request(invite, wire, PHONE, on_response=None, on_timeout=None)
+    assert parse_message(wire.sent[-1][0]).get("Max-Forwards") == "20"
+    assert make_cancel(invite).get("Max-Forwards") == "20"  # RFC 3261 s9.1: as the INVITE
+    ua.send_request(bye(), wire, PHONE, on_response=None, on_timeout=None)  # has its own
+    assert parse_message(wire.sent[-1][0]).get("Max-Forwards") == "70"

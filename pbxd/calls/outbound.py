@@ -71,7 +71,6 @@ class OutboundLeg(Leg):
         invite = Request("INVITE", self.request_uri.copy())
         for hop in self.route:
             invite.add("Route", hop)
-        invite.add("Max-Forwards", "70")
         invite.add("From", self.from_)
         invite.add("To", self.to)
         invite.add("Call-ID", self.call_id)

@@ -124,7 +124,8 @@ class Dialog:
         headers: tuple[tuple[str, str], ...] = (),
         cseq: int | None = None,
     ) -> Request:
-        """A request inside this dialog (RFC 3261 12.2.1.1). No Via: the sender adds it.
+        """A request inside this dialog (RFC 3261 12.2.1.1). No Via and no Max-Forwards:
+        the sender adds them (:meth:`pbxd.sip.ua.UserAgent.add_via`).
 
         ``cseq`` is given for ACK and CANCEL, which reuse the INVITE's number;
         any other method takes the next local CSeq.
@@ -142,7 +143,6 @@ class Dialog:
         req = Request(method, ruri)
         for route in routes:
             req.add("Route", str(route))
-        req.add("Max-Forwards", "70")
         from_to = self._from_to()
         req.add("From", from_to[4])
         req.add("To", from_to[5])

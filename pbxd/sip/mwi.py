@@ -244,7 +244,6 @@ class MWIService:
                           else URI.parse(str(binding.uri)))
         for hop in getattr(binding, "path", ()):
             request.add("Route", hop)
-        request.add("Max-Forwards", "70")
         request.add("From", f"<{account}>;tag={new_tag()}")
         request.add("To", f"<{account}>")
         request.add("Call-ID", new_call_id(self.realm))

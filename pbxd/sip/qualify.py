@@ -47,7 +47,6 @@ def options_maker(ua: Any, realm: str) -> Callable[[Any, Any, tuple[str, int]], 
         request = Request("OPTIONS", binding.uri.copy())
         for hop in binding.path:
             request.add("Route", hop)
-        request.add("Max-Forwards", "70")
         request.add("From", f"<sip:pbx@{realm}>;tag={new_tag()}")
         request.add("To", f"<{binding.uri}>")
         request.add("Call-ID", new_call_id(realm))

@@ -121,17 +121,21 @@ class UserAgent:
     :param clock: IReactorTime.
     :param external_address: ``pbx.external_address`` (None: the bound address).
     :param user_agent: the User-Agent header of our requests.
+    :param max_forwards: the Max-Forwards of our requests (``calls.max_forwards``), added by
+        :meth:`add_via` to a request that has none.
     """
 
     log = Logger()
 
     def __init__(self, transactions: Any, connector: Any, clock: Any, *,
-                 external_address: str | None = None, user_agent: str = "pbxd") -> None:
+                 external_address: str | None = None, user_agent: str = "pbxd",
+                 max_forwards: int = 70) -> None:
         self.transactions = transactions
         self.connector = connector
         self.clock = clock
         self.external_address = external_address
         self.user_agent = user_agent
+        self.max_forwards = str(max_forwards)
         self._route_cache: dict[str, str] = {}
 
     # -- addresses ----------------------------------------------------------
@@ -161,13 +165,16 @@ class UserAgent:
         return f"<sip:{userpart}{host}:{port}{params}>"
 
     def add_via(self, request: Any, transport: Any, destination: Address | None = None) -> str:
-        """Put our Via with a new branch on top of ``request``; returns the branch."""
+        """Put our Via with a new branch on top of ``request`` (and our Max-Forwards and
+        User-Agent when it has none); returns the branch."""
         host, port = self.local_host_port(transport, destination)
         branch = new_branch()
         if ":" in host:
             host = f"[{host}]"
         request.add("Via", f"SIP/2.0/{transport.name.upper()} {host}:{port};branch={branch};rport",
                     first=True)
+        if request.get("Max-Forwards") is None:  # calls.max_forwards
+            request.add("Max-Forwards", self.max_forwards)
         if self.user_agent and request.get("User-Agent") is None:
             request.add("User-Agent", self.user_agent)  # none yet: at the end, as set puts it
         return branch

@@ -13,7 +13,7 @@ def _derived_request(request: Any, method: str, to: Any) -> Request:
     """A request sharing ``request``'s Request-URI, top Via, From, Call-ID, CSeq number and Route."""
     derived = Request(method, request.uri.copy())
     derived.add("Via", str(request.top_via))
-    derived.add("Max-Forwards", "70")
+    derived.add("Max-Forwards", request.get("Max-Forwards") or "70")
     derived.add("From", str(request.from_))
     derived.add("To", str(to))
     derived.add("Call-ID", request.call_id)
