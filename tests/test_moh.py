@@ -12,6 +12,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from pbxd.calls.relaying import relay_request
+from pbxd.calls.restamp import Restamper
 from pbxd.moh import DEFAULT_FOLDER
 from pbxd.moh.hold import HoldMusic
 from pbxd.rtp.codecs import codec_for_payload_type
@@ -23,6 +24,7 @@ class Media:
     def __init__(self, name):
         self.name, self.closed, self.peer, self.dtmf_pt = name, False, None, None
         self.sent: list[bytes] = []
+        self.listeners: list = []
 
     def send_rtp(self, data):
         self.sent.append(data)
@@ -81,11 +83,47 @@ def test_hold_plays_music_to_the_other_party_and_resume_stops_it():
     assert music.hold_changed(a, b) is False  # an ordinary re-INVITE is relayed
 
 
-def test_a_direction_not_relayed_by_the_peer_link_is_left_alone():
+def test_a_direction_relayed_neither_by_peer_link_nor_restamper_is_left_alone():
     music = HoldMusic(Clock(), DEFAULT_FOLDER)
-    a, b = Side("a"), Side("b")  # e.g. re-stamped by the calls layer: no peer link
+    a, b = Side("a"), Side("b")
+    a.media.listeners = [Restamper(Media("elsewhere"), 1, 0, 0)]  # to another party
     a.on_hold = True
     assert music.hold_changed(a, b) is False and music.players == {}
+
+
+def rtp_from(seq: int, ts: int, ssrc: int = 0xB0B) -> bytes:
+    return RtpPacket(0, seq, ts, ssrc, payload=b"\xff" * 160).serialize()
+
+
+def test_a_restamped_callee_on_hold_gives_its_caller_music_in_the_same_stream():
+    """A dialplan callee's audio reaches the caller re-stamped (pbxd.calls.restamp): on
+    hold the music continues that stream; on resume the callee's audio carries on after."""
+    clock = Clock()
+    music = HoldMusic(clock, DEFAULT_FOLDER)
+    callee, caller = Side("callee"), Side("caller")
+    restamper = Restamper(caller.media, 0x5555, 1000, 80000)
+    callee.media.listeners = [restamper]
+    for n in range(3):
+        restamper(rtp_from(7 + n, 160 * n))
+    callee.on_hold = True
+    assert music.hold_changed(callee, caller) is True
+    restamper(rtp_from(10, 480))  # whatever the holder still sends is not relayed
+    for _ in range(50):
+        clock.advance(0.02)
+    packets = [RtpPacket.parse(d) for d in caller.media.sent]
+    assert {p.ssrc for p in packets} == {0x5555}  # one stream throughout
+    seqs = [p.sequence_number for p in packets]
+    assert seqs == list(range(1000, 1000 + len(seqs))) and len(seqs) >= 50
+    assert np.sqrt(np.mean(heard(caller.media)[3 * 160:] ** 2)) > 500  # music
+    callee.on_hold = False
+    assert music.hold_changed(callee, caller) is True and music.players == {}
+    after = len(caller.media.sent)
+    clock.advance(1)
+    assert len(caller.media.sent) == after  # the music stopped
+    restamper(rtp_from(60, 9000))
+    resumed = RtpPacket.parse(caller.media.sent[-1])
+    assert resumed.sequence_number == seqs[-1] + 1 and resumed.ssrc == 0x5555 and resumed.marker
+    assert callee.media.peer is None  # the caller's media is still relayed only once
 
 
 def test_music_uses_the_codec_of_the_held_phone_and_stops_when_its_media_closes():

@@ -8,6 +8,9 @@ packet whose sequence number is "older" than the last one they played.
 :class:`Restamper` sends the callee's packets under the player's SSRC,
 continuing its sequence numbers and timestamps (offsets recomputed whenever
 the callee's stream restarts, marker bit set there), payload untouched.
+
+Music on hold (:mod:`pbxd.moh.hold`) pauses a Restamper while its own player
+continues the stream, then :meth:`Restamper.resume` carries on after the music.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class Restamper:
         self._seq_offset = 0
         self._ts_offset = 0
         self.packets = 0
+        self.paused = False
+        """While True the callee's packets are dropped (someone else continues the stream)."""
 
     @property
     def next_seq(self) -> int:
@@ -43,8 +48,16 @@ class Restamper:
         """The timestamp the stream continues with."""
         return self._next_ts
 
+    def resume(self, next_seq: int, next_ts: int) -> None:
+        """Relay again, continuing from ``next_seq``/``next_ts`` (where the stream got to
+        while paused): offsets are recomputed from the callee's next packet (marker set)."""
+        self._next_seq = next_seq & 0xFFFF
+        self._next_ts = next_ts & 0xFFFFFFFF
+        self._their_ssrc = None
+        self.paused = False
+
     def __call__(self, data: bytes) -> None:
-        if len(data) < 12 or data[0] >> 6 != 2:
+        if len(data) < 12 or data[0] >> 6 != 2 or self.paused:
             return
         seq, ts, ssrc = _STAMP.unpack_from(data, 2)
         b1 = data[1]

@@ -15,9 +15,11 @@ The calls layer relays a re-INVITE from one leg to the other
 
 Both re-INVITEs are answered by the PBX (``hold_changed`` returns True), not
 relayed: the held phone stays ``sendrecv`` and simply hears music, as with
-Asterisk. A direction the calls layer re-stamps instead of relaying through
-the peer link (a dialplan callee's audio to its caller) is left alone: that
-hold is relayed to the other phone as before (no music).
+Asterisk. A dialplan callee's audio reaches its caller through a
+:class:`~pbxd.calls.restamp.Restamper` rather than the peer link: when that
+callee holds, the re-stamper is paused and the music continues the caller's
+stream under the same SSRC; on resume the re-stamper carries on after the
+music. A direction relayed neither way is left alone (the hold is relayed).
 
 Music also stops by itself when the leg's media closes (the call ended).
 """
@@ -29,6 +31,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from pbxd.calls.restamp import Restamper
 from pbxd.rtp.player import Player
 from pbxd.rtp.sources import MusicOnHold
 
@@ -70,17 +73,27 @@ class HoldMusic:
         if a is None or b is None or getattr(b, "closed", False):
             return False
         if holder.on_hold and id(b) not in self.players:
-            if a.peer is not b:  # not relayed through the peer link (e.g. re-stamped): leave it
-                return False
-            a.peer = None  # the holder's audio no longer reaches the held party
-            player = Player(self.clock, b, _codec_of(other), **_continuing(a))
+            if a.peer is b:
+                a.peer = None  # the holder's audio no longer reaches the held party
+                player = Player(self.clock, b, _codec_of(other), **_continuing(a))
+            else:
+                restamper = _restamper(a, b)
+                if restamper is None:  # not relayed by us at all: leave it
+                    return False
+                restamper.paused = True  # the music continues the stream b was hearing
+                player = Player(self.clock, b, _codec_of(other), ssrc=restamper.ssrc,
+                                sequence=restamper.next_seq, timestamp=restamper.next_ts)
             self.players[id(b)] = player
             player.play(self._make_source(), loop=True).addBoth(self._ended, b, player)
             self.log.info("music on hold to {leg}", leg=getattr(b, "name", "?"))
             return True
         if not holder.on_hold and id(b) in self.players:
-            self.players.pop(id(b)).stop("resumed")
-            if not getattr(a, "closed", False):
+            player = self.players.pop(id(b))
+            player.stop("resumed")
+            restamper = _restamper(a, b)
+            if restamper is not None and restamper.paused:
+                restamper.resume(player.stream.sequence, player.stream.timestamp)
+            elif not getattr(a, "closed", False):
                 a.peer = b
             self.log.info("{leg} resumed", leg=getattr(b, "name", "?"))
             return True
@@ -89,6 +102,14 @@ class HoldMusic:
     def _ended(self, reason: Any, media: Any, player: Player) -> None:
         if self.players.get(id(media)) is player:
             del self.players[id(media)]
+
+
+def _restamper(holder_media: Any, held_media: Any) -> Restamper | None:
+    """The re-stamper sending ``holder_media``'s packets to ``held_media``, if one does."""
+    for listener in getattr(holder_media, "listeners", ()):
+        if isinstance(listener, Restamper) and listener.target is held_media:
+            return listener
+    return None
 
 
 def _continuing(holder_media: Any) -> dict[str, int]:

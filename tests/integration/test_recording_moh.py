@@ -56,3 +56,37 @@ def test_hold_gives_the_other_party_music_until_resume(pbx, baresip_factory, tmp
     assert rms(music) > 0.01, f"silence on hold: {detail}"
     assert abs(dominant_frequency(music, rate) - 440) > 30, f"A's tone on hold: {detail}"
     assert abs(dominant_frequency(after, rate) - 440) < 15, f"no A after resume: {detail}"
+
+
+@pytest.mark.needs_baresip
+@pytest.mark.needs_sox
+def test_a_callee_on_hold_gives_its_caller_music_until_resume(pbx, baresip_factory, tmp_path):
+    """The other direction: the dialled phone holds. Its audio reaches the caller re-stamped
+    (one continuous stream), and the music continues that stream."""
+    a = phone(baresip_factory, pbx, tmp_path, "a", "1000", 440)
+    b = phone(baresip_factory, pbx, tmp_path, "b", "1001", 880)
+    a.dial(f"sip:1001@127.0.0.1:{pbx.udp_port}")
+    b.wait_event("CALL_ESTABLISHED")
+    start = time.monotonic()
+    time.sleep(3.0)
+    held = time.monotonic() - start
+    b.command("hold")
+    pbx.wait_for_log(r"music on hold to", timeout=5)
+    time.sleep(4.0)
+    resumed = time.monotonic() - start
+    b.command("resume")
+    pbx.wait_for_log(r"resumed", timeout=5)
+    time.sleep(3.0)
+    ended = time.monotonic() - start
+    a.hangup()
+    b.wait_event("CALL_CLOSED")
+    heard = a.received_wavs()[-1]
+    samples, rate = read_wav(heard)
+    before = segment(samples, rate, 1.0, held - 0.3)
+    music = segment(samples, rate, held + 1.0, resumed - 0.3)
+    after = segment(samples, rate, resumed + 1.0, ended - 0.5)
+    detail = describe_wav(heard)
+    assert abs(dominant_frequency(before, rate) - 880) < 15, detail
+    assert rms(music) > 0.01, f"silence on hold: {detail}"
+    assert abs(dominant_frequency(music, rate) - 880) > 30, f"B's tone on hold: {detail}"
+    assert abs(dominant_frequency(after, rate) - 880) < 15, f"no B after resume: {detail}"
