@@ -126,6 +126,25 @@ def test_a_restamped_callee_on_hold_gives_its_caller_music_in_the_same_stream():
     assert callee.media.peer is None  # the caller's media is still relayed only once
 
 
+def test_a_restamped_callee_that_goes_while_holding_stops_the_music_where_it_got_to():
+    clock = Clock()
+    music = HoldMusic(clock, DEFAULT_FOLDER)
+    callee, caller = Side("callee"), Side("caller")
+    restamper = Restamper(caller.media, 0x5555, 1000, 80000)
+    callee.media.listeners = [restamper]
+    callee.on_hold = True
+    assert music.hold_changed(callee, caller) is True
+    clock.advance(0.5)
+    last = RtpPacket.parse(caller.media.sent[-1])
+    # the dialplan's player continues from these when the callee is unbridged
+    assert (restamper.next_seq, restamper.next_ts) == (
+        last.sequence_number + 1, last.timestamp + 160)
+    callee.media.listeners.remove(restamper)  # unbridged (or its media closed)
+    sent = len(caller.media.sent)
+    clock.advance(1)
+    assert len(caller.media.sent) == sent and music.players == {}
+
+
 def test_music_uses_the_codec_of_the_held_phone_and_stops_when_its_media_closes():
     clock = Clock()
     music = HoldMusic(clock, DEFAULT_FOLDER)

@@ -10,7 +10,8 @@ continuing its sequence numbers and timestamps (offsets recomputed whenever
 the callee's stream restarts, marker bit set there), payload untouched.
 
 Music on hold (:mod:`pbxd.moh.hold`) pauses a Restamper while its own player
-continues the stream, then :meth:`Restamper.resume` carries on after the music.
+continues the stream (:meth:`Restamper.advance_to` after each of its packets), then
+:meth:`Restamper.resume` carries on after the music.
 """
 
 from __future__ import annotations
@@ -48,11 +49,16 @@ class Restamper:
         """The timestamp the stream continues with."""
         return self._next_ts
 
-    def resume(self, next_seq: int, next_ts: int) -> None:
-        """Relay again, continuing from ``next_seq``/``next_ts`` (where the stream got to
-        while paused): offsets are recomputed from the callee's next packet (marker set)."""
+    def advance_to(self, next_seq: int, next_ts: int) -> None:
+        """Someone else sent the stream's packets up to here (while paused): whoever
+        continues it (this re-stamper on resume, or the player it was started from,
+        which takes ``next_seq``/``next_ts`` when the callee is unbridged) goes on after."""
         self._next_seq = next_seq & 0xFFFF
         self._next_ts = next_ts & 0xFFFFFFFF
+
+    def resume(self) -> None:
+        """Relay again, after what was sent while paused: offsets are recomputed from the
+        callee's next packet (marker set)."""
         self._their_ssrc = None
         self.paused = False
 

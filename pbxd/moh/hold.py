@@ -18,14 +18,18 @@ relayed: the held phone stays ``sendrecv`` and simply hears music, as with
 Asterisk. A dialplan callee's audio reaches its caller through a
 :class:`~pbxd.calls.restamp.Restamper` rather than the peer link: when that
 callee holds, the re-stamper is paused and the music continues the caller's
-stream under the same SSRC; on resume the re-stamper carries on after the
-music. A direction relayed neither way is left alone (the hold is relayed).
+stream under the same SSRC, keeping the re-stamper's sequence number and
+timestamp current; on resume the re-stamper carries on after the music. If the
+callee goes (hangs up, or is unbridged) while holding, the music stops and
+whatever the dialplan plays next continues the stream. A direction relayed
+neither way is left alone (the hold is relayed).
 
 Music also stops by itself when the leg's media closes (the call ended).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -81,8 +85,9 @@ class HoldMusic:
                 if restamper is None:  # not relayed by us at all: leave it
                     return False
                 restamper.paused = True  # the music continues the stream b was hearing
-                player = Player(self.clock, b, _codec_of(other), ssrc=restamper.ssrc,
-                                sequence=restamper.next_seq, timestamp=restamper.next_ts)
+                player = Player(self.clock, _Continuing(restamper, a), _codec_of(other),
+                                ssrc=restamper.ssrc, sequence=restamper.next_seq,
+                                timestamp=restamper.next_ts)
             self.players[id(b)] = player
             player.play(self._make_source(), loop=True).addBoth(self._ended, b, player)
             self.log.info("music on hold to {leg}", leg=getattr(b, "name", "?"))
@@ -92,7 +97,7 @@ class HoldMusic:
             player.stop("resumed")
             restamper = _restamper(a, b)
             if restamper is not None and restamper.paused:
-                restamper.resume(player.stream.sequence, player.stream.timestamp)
+                restamper.resume()
             elif not getattr(a, "closed", False):
                 a.peer = b
             self.log.info("{leg} resumed", leg=getattr(b, "name", "?"))
@@ -102,6 +107,35 @@ class HoldMusic:
     def _ended(self, reason: Any, media: Any, player: Player) -> None:
         if self.players.get(id(media)) is player:
             del self.players[id(media)]
+
+
+class _Continuing:
+    """The held caller's media as the music player sees it when the holder's audio reaches
+    that caller through ``restamper``: each music packet moves the re-stamper's sequence
+    number and timestamp on, and the music stops (``closed``) once the re-stamper is no
+    longer attached to the holder's media (the callee hung up or was unbridged)."""
+
+    def __init__(self, restamper: Restamper, holder_media: Any) -> None:
+        self.restamper = restamper
+        self.holder = holder_media
+        self.media = restamper.target
+
+    @property
+    def closed(self) -> bool:
+        return bool(getattr(self.media, "closed", False)
+                    or self.restamper not in getattr(self.holder, "listeners", ()))
+
+    @property
+    def dtmf_pt(self) -> Any:
+        return getattr(self.media, "dtmf_pt", None)
+
+    def send_rtp(self, data: bytes) -> None:
+        seq, ts = _SEQ_TS.unpack_from(data, 2)
+        self.restamper.advance_to(seq + 1, ts + 160)  # 20 ms, as the re-stamper counts
+        self.media.send_rtp(data)
+
+
+_SEQ_TS = struct.Struct("!HI")
 
 
 def _restamper(holder_media: Any, held_media: Any) -> Restamper | None:
