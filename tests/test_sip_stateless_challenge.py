@@ -130,11 +130,17 @@ def test_the_tag_depends_on_branch_call_id_from_tag_and_cseq():
     assert stateless_tag(parse_message(ack_for(INVITE, "x").encode())) == stateless_tag(invite)
 
 
-def test_the_register_answering_the_challenge_is_registered():
+def challenged_register(password: str) -> Stack:
+    """A REGISTER, its 401, and the REGISTER answering it with ``password`` (1000's)."""
     stack = Stack()
     stack.receive(REGISTER)
-    auth = answer(stack.last.get("WWW-Authenticate"), "1000", "secret1000", uri=f"sip:{REALM}")
+    auth = answer(stack.last.get("WWW-Authenticate"), "1000", password, uri=f"sip:{REALM}")
     stack.receive(with_credentials(REGISTER, "Authorization", auth, "z9hG4bK-reg2", 2))
+    return stack
+
+
+def test_the_register_answering_the_challenge_is_registered():
+    stack = challenged_register("secret1000")
     assert stack.transport.statuses == [401, 200]
     assert stack.registrar.extensions[0].number == "1000"
     assert len(stack.layer) == 1  # the REGISTER with credentials has its transaction (Timer J)
@@ -169,10 +175,7 @@ def test_an_ack_with_a_forged_stateless_tag_goes_to_the_handler():
 
 
 def test_a_request_with_credentials_keeps_its_transaction():
-    stack = Stack()
-    stack.receive(REGISTER)
-    auth = answer(stack.last.get("WWW-Authenticate"), "1000", "wrong", uri=f"sip:{REALM}")
-    stack.receive(with_credentials(REGISTER, "Authorization", auth, "z9hG4bK-reg2", 2))
+    stack = challenged_register("wrong")
     assert stack.transport.statuses == [401, 401]
     assert not stack.last.to.tag.startswith(STATELESS_TAG_PREFIX)
     assert len(stack.layer) == 1
